@@ -1,0 +1,186 @@
+// Package wire holds pigeon's websocket wire codecs: pigeon.v1 (JSON
+// envelopes, pigeon's own protocol) and socket.io v4 over the Engine.IO
+// websocket transport. A codec is a pure translation between client-level
+// operations and websocket frames; it does no I/O and keeps no connection
+// state beyond what the protocol itself needs (socket.io's namespace).
+//
+// Codecs are safe for concurrent use unless their doc says otherwise.
+package wire
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// MessageType is the websocket frame type (gorilla's TextMessage = 1,
+// BinaryMessage = 2).
+type MessageType int
+
+const (
+	TextMessage   MessageType = 1
+	BinaryMessage MessageType = 2
+)
+
+// Frame is one websocket data frame.
+type Frame struct {
+	Type MessageType
+	Data []byte
+}
+
+// Position is a channel's stream position: the server's epoch and the last
+// sequence number seen in it. The zero value means "nothing seen".
+type Position struct {
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// Op is a client-level operation to encode. Exactly one of the concrete
+// types below.
+type Op interface{ isOp() }
+
+// Init opens the session with the connection's headers (pigeon.v1 `init`;
+// socket.io `40` CONNECT with an auth payload built from the headers).
+type Init struct {
+	ID      string
+	Headers http.Header
+}
+
+// Update replaces the headers on the live connection (pigeon.v1 `update`;
+// socket.io: an "update" event carrying the auth payload).
+type Update struct {
+	ID      string
+	Headers http.Header
+}
+
+// Join subscribes to a channel, resuming after Since when it is non-zero.
+type Join struct {
+	ID      string
+	Channel string
+	Since   Position
+}
+
+// Leave unsubscribes from a channel.
+type Leave struct {
+	ID      string
+	Channel string
+}
+
+// Emit sends an event. ID non-empty asks for an ack.
+type Emit struct {
+	ID      string
+	Event   string
+	Channel string
+	Data    json.RawMessage
+}
+
+// Ping is a client keep-alive (pigeon.v1 `ping`).
+type Ping struct{ T int64 }
+
+// Pong answers a server ping (Engine.IO `3`).
+type Pong struct{}
+
+func (Init) isOp()   {}
+func (Update) isOp() {}
+func (Join) isOp()   {}
+func (Leave) isOp()  {}
+func (Emit) isOp()   {}
+func (Ping) isOp()   {}
+func (Pong) isOp()   {}
+
+// Msg is a decoded server frame. Exactly one of the concrete types below.
+type Msg interface{ isMsg() }
+
+// Open is the transport-level greeting that precedes the session
+// (Engine.IO `0{...}` open packet). pigeon.v1 has none.
+type Open struct {
+	SID          string
+	PingInterval int64 // ms
+	PingTimeout  int64 // ms
+	MaxPayload   int64
+}
+
+// InitAck accepts Init (pigeon.v1 `init_ack`; socket.io `40{"sid":...}`).
+type InitAck struct {
+	ID             string
+	Session        string
+	PingIntervalMs int64
+	MaxFrame       int64
+}
+
+// Ack answers a request frame (join, update, leave, emit).
+type Ack struct {
+	ID        string
+	Channel   string
+	Position  Position
+	Recovered bool
+	Data      json.RawMessage // socket.io ack arguments (a JSON array); pigeon.v1: the raw payload
+}
+
+// Event is an event pushed by the server.
+type Event struct {
+	Channel  string
+	Event    string
+	Position Position // zero when the protocol has no positions (socket.io)
+	Data     json.RawMessage
+	AckID    string // socket.io: the server asks for an ack with this id; "" = none
+}
+
+// Error is a server error, answering ID when non-empty.
+type Error struct {
+	ID        string
+	Code      string
+	Message   string
+	Retryable bool
+}
+
+// ServerPing must be answered with Pong (Engine.IO `2`).
+type ServerPing struct{}
+
+// ServerPong answers a client Ping.
+type ServerPong struct{ T int64 }
+
+// Disconnect is a server-initiated session end inside a live transport
+// (socket.io `41`, or Engine.IO `1` close).
+type Disconnect struct{ Reason string }
+
+func (Open) isMsg()       {}
+func (InitAck) isMsg()    {}
+func (Ack) isMsg()        {}
+func (Event) isMsg()      {}
+func (Error) isMsg()      {}
+func (ServerPing) isMsg() {}
+func (ServerPong) isMsg() {}
+func (Disconnect) isMsg() {}
+
+// Codec translates between operations and frames for one protocol.
+type Codec interface {
+	// Name is "pigeon.v1" or "socket.io".
+	Name() string
+	// Subprotocols to offer in the websocket handshake (nil for none).
+	Subprotocols() []string
+	// DialURL returns the URL to dial for the connect URL a user gave
+	// (socket.io adds EIO=4&transport=websocket and maps http(s) to ws(s)).
+	DialURL(connectURL string) (string, error)
+	// Encode turns one operation into zero or more frames.
+	Encode(op Op) ([]Frame, error)
+	// Decode turns one received frame into zero or more messages. Any
+	// malformed input is an error of type *DecodeError; Decode never panics.
+	Decode(f Frame) ([]Msg, error)
+}
+
+// DecodeError is returned by Decode for a malformed frame.
+type DecodeError struct {
+	Codec  string
+	Reason string
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	s := "pigeon/wire: " + e.Codec + ": malformed frame: " + e.Reason
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
