@@ -21,7 +21,7 @@ type echo struct {
 type ping struct{ n int }
 type pong struct{ n int }
 type slow struct{}
-type fail struct{}
+type failReq struct{}
 
 func (e *echo) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
@@ -40,7 +40,7 @@ func (e *echo) Receive(c actor.Context) {
 			<-hold
 			root.Send(sender, &pong{})
 		}()
-	case *fail:
+	case *failReq:
 		c.Respond(messages.ErrNoAuth)
 	}
 }
@@ -66,7 +66,7 @@ func TestAskErrorReplyIsError(t *testing.T) {
 	sys := newTestSystem(t)
 	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &echo{} }))
 	defer sys.Root.Stop(pid)
-	_, err := Ask(context.Background(), sys, pid, &fail{})
+	_, err := Ask(context.Background(), sys, pid, &failReq{})
 	if !errors.Is(err, messages.ErrNoAuth) {
 		t.Fatalf("err = %v, want ErrNoAuth", err)
 	}

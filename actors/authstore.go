@@ -1,0 +1,639 @@
+package actors
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/apppigeon/pigeon/messages"
+	"github.com/apppigeon/pigeon/persistence"
+)
+
+// AuthStoreOption configures NewAuthStoreProps.
+type AuthStoreOption interface{ applyAuthStore(*authStoreConfig) }
+
+type authStoreOptionFunc func(*authStoreConfig)
+
+func (f authStoreOptionFunc) applyAuthStore(c *authStoreConfig) { f(c) }
+
+type authStoreConfig struct {
+	store    persistence.Store
+	snapshot *atomic.Pointer[messages.TokenSnapshot]
+	logger   *zap.Logger
+	now      func() time.Time
+}
+
+// WithSnapshot makes the store publish the current account's
+// TokenSnapshot into p (nil when signed out) before it acknowledges any
+// change, so a reader of p never sees a token older than the last
+// acknowledged save. Zero value (option not given): nothing is published.
+func WithSnapshot(p *atomic.Pointer[messages.TokenSnapshot]) AuthStoreOption {
+	return authStoreOptionFunc(func(c *authStoreConfig) { c.snapshot = p })
+}
+
+// WithAuthStoreLogger sets the logger. Zero value: zap.NewNop().
+func WithAuthStoreLogger(l *zap.Logger) AuthStoreOption {
+	return authStoreOptionFunc(func(c *authStoreConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithAuthStoreClock sets the clock used for IssuedAt. Zero value: time.Now.
+func WithAuthStoreClock(now func() time.Time) AuthStoreOption {
+	return authStoreOptionFunc(func(c *authStoreConfig) {
+		if now != nil {
+			c.now = now
+		}
+	})
+}
+
+// NewAuthStoreProps returns the Props of an AuthStore actor over store. The
+// actor owns the in-memory view of every account, the current account and
+// the auth-status subscribers; it speaks the AuthStore protocol of package
+// messages (SaveAuth, GetCurrentAuth, ListAuths, SwitchAccount, LogOut,
+// UpdateTokens, EndSession, SessionEndReason, SubscribeAuth,
+// UnsubscribeAuth). Disk I/O runs in a goroutine the actor owns, one write
+// at a time: reads are answered from memory while a write is in flight, and
+// later writes wait for it. A change is acknowledged (and announced) only
+// after it is synced. After a supervisor restart the actor reloads from the
+// store; requests it held when it failed are answered with an error.
+//
+// The actor does not close store: its owner does, after stopping the actor.
+func NewAuthStoreProps(store persistence.Store, opts ...AuthStoreOption) *actor.Props {
+	cfg := authStoreConfig{store: store, logger: zap.NewNop(), now: time.Now}
+	for _, o := range opts {
+		o.applyAuthStore(&cfg)
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return &authStore{cfg: cfg} })
+}
+
+type account struct {
+	rec messages.AuthRecord
+	gen uint64
+	ver uint64
+}
+
+type genKey struct {
+	uid string
+	gen uint64
+}
+
+type authSub struct {
+	pid    *actor.PID
+	tokens bool
+	ch     chan messages.AuthStatus
+}
+
+type stashed struct {
+	sender *actor.PID
+	msg    any
+}
+
+// storeLoaded and storeWritten are the results of the actor's I/O goroutine.
+type storeLoaded struct {
+	state persistence.State
+	err   error
+}
+
+type storeWritten struct{ err error }
+
+// maxEnded bounds the memory of ended sessions (for late 401s).
+const maxEnded = 1024
+
+type authStore struct {
+	cfg     authStoreConfig
+	loaded  bool
+	loadErr error
+	accts   map[string]*account
+	current string
+	nextGen uint64
+	ended   map[genKey]messages.EndReason
+	endedQ  []genKey
+	subs    map[uint64]*authSub
+	nextSub uint64
+	status  messages.AuthStatus
+
+	busy    bool       // a load or write is in flight
+	pending *pendingOp // the write in flight
+	stash   []stashed  // requests waiting for the store
+	wg      sync.WaitGroup
+}
+
+type pendingOp struct {
+	sender *actor.PID
+	commit func() any // runs on success; returns the reply
+}
+
+func (a *authStore) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		a.start(c)
+	case *actor.Stopping:
+		a.release(c, messages.ErrClosed)
+	case *actor.Restarting:
+		a.release(c, errors.New("pigeon/actors: auth store restarted; request lost, try again"))
+	case *storeLoaded:
+		a.busy = false
+		if m.err != nil {
+			a.loadErr = fmt.Errorf("pigeon/actors: loading auth store: %w", m.err)
+			a.cfg.logger.Error("auth store load failed", zap.Error(m.err))
+		} else {
+			a.install(m.state)
+		}
+		a.loaded = true
+		a.drain(c)
+	case *storeWritten:
+		a.busy = false
+		op := a.pending
+		a.pending = nil
+		var reply any
+		if m.err != nil {
+			reply = &messages.Failure{Err: fmt.Errorf("pigeon/actors: auth store write: %w", m.err)}
+		} else {
+			reply = op.commit()
+		}
+		if op.sender != nil {
+			c.Send(op.sender, reply)
+		}
+		a.drain(c)
+	default:
+		a.handle(c, c.Sender(), m)
+	}
+}
+
+func (a *authStore) start(c actor.Context) {
+	a.accts = map[string]*account{}
+	a.ended = map[genKey]messages.EndReason{}
+	a.subs = map[uint64]*authSub{}
+	// Generations are unique across restarts of the actor: a restart must
+	// not make an old session look live again.
+	a.nextGen = uint64(a.cfg.now().UnixNano())
+	a.busy = true
+	self, root := c.Self(), c.ActorSystem().Root
+	store := a.cfg.store
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		st, err := store.Load(context.Background())
+		root.Send(self, &storeLoaded{state: st, err: err})
+	}()
+}
+
+// release runs when the actor stops or restarts: it waits for its I/O
+// goroutine, fails every request it holds and ends every subscription.
+func (a *authStore) release(c actor.Context, why error) {
+	a.wg.Wait()
+	if a.pending != nil && a.pending.sender != nil {
+		c.Send(a.pending.sender, &messages.Failure{Err: why})
+	}
+	a.pending = nil
+	for _, s := range a.stash {
+		if s.sender != nil {
+			c.Send(s.sender, &messages.Failure{Err: why})
+		}
+	}
+	a.stash = nil
+	for id, s := range a.subs {
+		if s.ch != nil {
+			close(s.ch)
+		}
+		delete(a.subs, id)
+	}
+	if a.cfg.snapshot != nil {
+		a.cfg.snapshot.Store(nil)
+	}
+}
+
+func (a *authStore) install(st persistence.State) {
+	for _, r := range st.Records {
+		a.accts[r.UID] = &account{rec: r.Clone(), gen: a.newGen(), ver: 1}
+	}
+	if _, ok := a.accts[st.Current]; ok {
+		a.current = st.Current
+	}
+	a.status = a.currentStatus()
+	a.publishSnapshot()
+}
+
+func (a *authStore) newGen() uint64 {
+	a.nextGen++
+	return a.nextGen
+}
+
+func (a *authStore) drain(c actor.Context) {
+	for !a.busy && len(a.stash) > 0 {
+		s := a.stash[0]
+		a.stash[0] = stashed{}
+		a.stash = a.stash[1:]
+		a.handle(c, s.sender, s.msg)
+	}
+}
+
+func (a *authStore) reply(c actor.Context, to *actor.PID, msg any) {
+	if to != nil {
+		c.Send(to, msg)
+	}
+}
+
+func fail(err error) *messages.Failure { return &messages.Failure{Err: err} }
+
+func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
+	if !a.loaded || (a.busy && isAuthWrite(msg)) {
+		a.stash = append(a.stash, stashed{sender: sender, msg: msg})
+		return
+	}
+	if a.loadErr != nil {
+		if isAuthRequest(msg) {
+			a.reply(c, sender, fail(a.loadErr))
+		}
+		return
+	}
+	switch m := msg.(type) {
+	case *messages.GetCurrentAuth:
+		acct := a.accts[a.current]
+		if acct == nil {
+			a.reply(c, sender, fail(messages.ErrNoAuth))
+			return
+		}
+		a.reply(c, sender, &messages.CurrentAuth{Record: acct.rec.Clone(), Snapshot: a.snap(acct)})
+	case *messages.GetAuth:
+		acct := a.accts[m.UID]
+		if acct == nil {
+			a.reply(c, sender, fail(messages.ErrNoAuth))
+			return
+		}
+		a.reply(c, sender, &messages.CurrentAuth{Record: acct.rec.Clone(), Snapshot: a.snap(acct)})
+	case *messages.ListAuths:
+		list := &messages.AuthList{Current: a.current, Records: make([]messages.AuthRecord, 0, len(a.accts))}
+		for _, acct := range a.accts {
+			list.Records = append(list.Records, acct.rec.Clone())
+		}
+		slices.SortFunc(list.Records, func(x, y messages.AuthRecord) int { return strings.Compare(x.UID, y.UID) })
+		a.reply(c, sender, list)
+	case *messages.SessionEndReason:
+		acct := a.accts[m.UID]
+		if acct != nil && acct.gen == m.Generation {
+			a.reply(c, sender, &messages.SessionState{Snapshot: a.snap(acct)})
+			return
+		}
+		a.reply(c, sender, &messages.SessionState{Reason: a.endReason(m.UID, m.Generation)})
+	case *messages.SubscribeAuth:
+		a.subscribe(c, sender, m)
+	case *messages.UnsubscribeAuth:
+		if s := a.subs[m.ID]; s != nil {
+			if s.ch != nil {
+				close(s.ch)
+			}
+			delete(a.subs, m.ID)
+		}
+		a.reply(c, sender, &messages.Unsubscribed{})
+	case *messages.SaveAuth:
+		a.save(c, sender, m)
+	case *messages.SwitchAccount:
+		a.switchTo(c, sender, m)
+	case *messages.LogOut:
+		a.logOut(c, sender)
+	case *messages.UpdateTokens:
+		a.updateTokens(c, sender, m)
+	case *messages.EndSession:
+		a.endSession(c, sender, m)
+	default:
+		// Not ours: answer requests so that an asker never hangs.
+		if sender != nil {
+			a.reply(c, sender, fail(fmt.Errorf("pigeon/actors: auth store: unknown message %T", msg)))
+		}
+	}
+}
+
+func isAuthWrite(msg any) bool {
+	switch msg.(type) {
+	case *messages.SaveAuth, *messages.SwitchAccount, *messages.LogOut, *messages.UpdateTokens, *messages.EndSession:
+		return true
+	}
+	return false
+}
+
+func isAuthRequest(msg any) bool {
+	switch msg.(type) {
+	case *messages.GetCurrentAuth, *messages.GetAuth, *messages.ListAuths, *messages.SessionEndReason,
+		*messages.SubscribeAuth, *messages.UnsubscribeAuth:
+		return true
+	}
+	return isAuthWrite(msg)
+}
+
+// write applies ch in the actor's I/O goroutine; commit runs when it is
+// synced and returns the reply.
+func (a *authStore) write(c actor.Context, sender *actor.PID, ch persistence.Change, commit func() any) {
+	a.busy = true
+	a.pending = &pendingOp{sender: sender, commit: commit}
+	self, root := c.Self(), c.ActorSystem().Root
+	store := a.cfg.store
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		err := store.Apply(context.Background(), ch)
+		root.Send(self, &storeWritten{err: err})
+	}()
+}
+
+func (a *authStore) save(c actor.Context, sender *actor.PID, m *messages.SaveAuth) {
+	rec := m.Record.Clone()
+	if rec.UID == "" || rec.AccessToken == "" {
+		a.reply(c, sender, fail(errors.New("pigeon/actors: SaveAuth needs a UID and an access token")))
+		return
+	}
+	if rec.IssuedAt.IsZero() {
+		rec.IssuedAt = a.cfg.now()
+	}
+	if rec.ExpiresAt.IsZero() {
+		rec.ExpiresAt = JWTExpiry(string(rec.AccessToken))
+	}
+	ch := persistence.Change{Put: []messages.AuthRecord{rec}}
+	if m.MakeCurrent {
+		uid := rec.UID
+		ch.SetCurrent = &uid
+	}
+	a.write(c, sender, ch, func() any {
+		acct := a.accts[rec.UID]
+		if acct == nil {
+			acct = &account{gen: a.newGen()}
+			a.accts[rec.UID] = acct
+		}
+		acct.rec = rec
+		acct.ver++
+		if m.MakeCurrent {
+			a.current = rec.UID
+		}
+		a.changed(c, acct)
+		return &messages.SavedAuth{Snapshot: a.snap(acct)}
+	})
+}
+
+func (a *authStore) switchTo(c actor.Context, sender *actor.PID, m *messages.SwitchAccount) {
+	acct := a.accts[m.UID]
+	if acct == nil {
+		a.reply(c, sender, fail(fmt.Errorf("pigeon/actors: switch to %q: %w", m.UID, messages.ErrNoAuth)))
+		return
+	}
+	if a.current == m.UID {
+		a.reply(c, sender, &messages.SavedAuth{Snapshot: a.snap(acct)})
+		return
+	}
+	uid := m.UID
+	a.write(c, sender, persistence.Change{SetCurrent: &uid}, func() any {
+		a.current = uid
+		a.changed(c, acct)
+		return &messages.SavedAuth{Snapshot: a.snap(acct)}
+	})
+}
+
+func (a *authStore) logOut(c actor.Context, sender *actor.PID) {
+	uid := a.current
+	if uid == "" {
+		a.reply(c, sender, &messages.LoggedOut{})
+		return
+	}
+	none := ""
+	a.write(c, sender, persistence.Change{Delete: []string{uid}, SetCurrent: &none}, func() any {
+		a.endLocal(c, uid, messages.EndLoggedOut)
+		return &messages.LoggedOut{UID: uid}
+	})
+}
+
+func (a *authStore) updateTokens(c actor.Context, sender *actor.PID, m *messages.UpdateTokens) {
+	acct := a.accts[m.UID]
+	if acct == nil || acct.gen != m.Generation {
+		a.reply(c, sender, fail(a.endReason(m.UID, m.Generation).Err()))
+		return
+	}
+	if m.AccessToken == "" {
+		a.reply(c, sender, fail(errors.New("pigeon/actors: UpdateTokens without an access token")))
+		return
+	}
+	rec := acct.rec.Clone()
+	rec.AccessToken = m.AccessToken
+	if m.RefreshToken != "" {
+		rec.RefreshToken = m.RefreshToken
+	}
+	rec.ExpiresAt = m.ExpiresAt
+	if rec.ExpiresAt.IsZero() {
+		rec.ExpiresAt = JWTExpiry(string(m.AccessToken))
+	}
+	rec.IssuedAt = m.IssuedAt
+	if rec.IssuedAt.IsZero() {
+		rec.IssuedAt = a.cfg.now()
+	}
+	if m.Data != nil {
+		rec.Data = append(json.RawMessage(nil), m.Data...)
+	}
+	gen := acct.gen
+	a.write(c, sender, persistence.Change{Put: []messages.AuthRecord{rec}}, func() any {
+		// The session may have ended while the write was in flight only
+		// through another write, and writes are serialised: acct is live.
+		if cur := a.accts[m.UID]; cur != acct || cur.gen != gen {
+			return fail(a.endReason(m.UID, gen).Err())
+		}
+		acct.rec = rec
+		acct.ver++
+		a.changed(c, acct)
+		return &messages.SavedAuth{Snapshot: a.snap(acct)}
+	})
+}
+
+func (a *authStore) endSession(c actor.Context, sender *actor.PID, m *messages.EndSession) {
+	acct := a.accts[m.UID]
+	if acct == nil || acct.gen != m.Generation {
+		a.reply(c, sender, &messages.SessionEnded{})
+		return
+	}
+	ch := persistence.Change{Delete: []string{m.UID}}
+	if a.current == m.UID {
+		none := ""
+		ch.SetCurrent = &none
+	}
+	reason := m.Reason
+	if reason == 0 {
+		reason = messages.EndExpired
+	}
+	a.write(c, sender, ch, func() any {
+		a.endLocal(c, m.UID, reason)
+		return &messages.SessionEnded{Ended: true}
+	})
+}
+
+// endLocal forgets uid's account after its removal was synced.
+func (a *authStore) endLocal(c actor.Context, uid string, reason messages.EndReason) {
+	acct := a.accts[uid]
+	if acct == nil {
+		return
+	}
+	k := genKey{uid, acct.gen}
+	a.ended[k] = reason
+	a.endedQ = append(a.endedQ, k)
+	if len(a.endedQ) > maxEnded {
+		delete(a.ended, a.endedQ[0])
+		a.endedQ = a.endedQ[1:]
+	}
+	wasCurrent := a.current == uid
+	delete(a.accts, uid)
+	if wasCurrent {
+		a.current = ""
+	}
+	snap := a.snap(acct)
+	snap.AccessToken = ""
+	for _, s := range a.subs {
+		if s.pid != nil && s.tokens {
+			c.Send(s.pid, &messages.TokensChanged{Snapshot: snap, Current: wasCurrent, Ended: reason})
+		}
+	}
+	a.publishSnapshot()
+	a.publishStatus(c)
+}
+
+func (a *authStore) endReason(uid string, gen uint64) messages.EndReason {
+	if r, ok := a.ended[genKey{uid, gen}]; ok {
+		return r
+	}
+	// Unknown (forgotten, or from before a restart): the session is gone.
+	return messages.EndLoggedOut
+}
+
+// changed publishes what follows from a committed change of acct.
+func (a *authStore) changed(c actor.Context, acct *account) {
+	isCurrent := a.accts[a.current] == acct
+	if isCurrent {
+		a.publishSnapshot()
+	}
+	snap := a.snap(acct)
+	for _, s := range a.subs {
+		if s.pid != nil && s.tokens {
+			c.Send(s.pid, &messages.TokensChanged{Snapshot: snap, Current: isCurrent})
+		}
+	}
+	a.publishStatus(c)
+}
+
+func (a *authStore) snap(acct *account) messages.TokenSnapshot {
+	return messages.TokenSnapshot{
+		UID:         acct.rec.UID,
+		AccessToken: acct.rec.AccessToken,
+		ExpiresAt:   acct.rec.ExpiresAt,
+		IssuedAt:    acct.rec.IssuedAt,
+		Generation:  acct.gen,
+		Version:     acct.ver,
+	}
+}
+
+func (a *authStore) publishSnapshot() {
+	if a.cfg.snapshot == nil {
+		return
+	}
+	acct := a.accts[a.current]
+	if acct == nil {
+		a.cfg.snapshot.Store(nil)
+		return
+	}
+	s := a.snap(acct)
+	a.cfg.snapshot.Store(&s)
+}
+
+func (a *authStore) currentStatus() messages.AuthStatus {
+	if a.current == "" {
+		return messages.AuthStatus{State: messages.Unauthenticated}
+	}
+	return messages.AuthStatus{State: messages.Authenticated, UID: a.current}
+}
+
+// publishStatus announces the current status if it is a real transition.
+func (a *authStore) publishStatus(c actor.Context) {
+	st := a.currentStatus()
+	if st == a.status {
+		return
+	}
+	a.status = st
+	for _, s := range a.subs {
+		a.deliver(c, s, st)
+	}
+}
+
+func (a *authStore) deliver(c actor.Context, s *authSub, st messages.AuthStatus) {
+	if s.pid != nil {
+		c.Send(s.pid, &messages.AuthChanged{Status: st})
+		return
+	}
+	offerNewest(s.ch, st)
+}
+
+// offerNewest puts v into ch, dropping the oldest queued values while ch is
+// full. The actor is the only sender, so this never blocks.
+func offerNewest[T any](ch chan T, v T) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+func (a *authStore) subscribe(c actor.Context, sender *actor.PID, m *messages.SubscribeAuth) {
+	a.nextSub++
+	s := &authSub{pid: m.PID, tokens: m.Tokens}
+	if m.PID == nil {
+		n := m.Buffer
+		if n <= 0 {
+			n = 16
+		}
+		s.ch = make(chan messages.AuthStatus, n)
+	}
+	a.subs[a.nextSub] = s
+	a.deliver(c, s, a.status)
+	if s.pid != nil && s.tokens {
+		for _, acct := range a.accts {
+			c.Send(s.pid, &messages.TokensChanged{Snapshot: a.snap(acct), Current: acct == a.accts[a.current]})
+		}
+	}
+	a.reply(c, sender, &messages.AuthSubscription{ID: a.nextSub, C: s.ch})
+}
+
+// JWTExpiry returns the `exp` claim of a JWT-shaped token, read without
+// verifying the signature (only to schedule a refresh), or the zero time.
+func JWTExpiry(token string) time.Time {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(raw, &claims) != nil || claims.Exp == "" {
+		return time.Time{}
+	}
+	f, err := claims.Exp.Float64()
+	if err != nil || f <= 0 || f > 1e11 {
+		return time.Time{}
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9))
+}

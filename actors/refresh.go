@@ -1,0 +1,493 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/apppigeon/pigeon/messages"
+)
+
+// RefreshFunc performs one refresh of uid's tokens with refreshToken. It is
+// user code (a RefreshTokenManager): the coordinator calls it off its
+// mailbox, with a timeout and a panic recovery. An error wrapping
+// messages.ErrRefreshRejected is terminal; any other error is transient.
+type RefreshFunc func(ctx context.Context, uid string, refreshToken messages.Secret) (messages.RefreshedTokens, error)
+
+// RefreshOption configures NewRefreshCoordinatorProps.
+type RefreshOption interface{ applyRefresh(*refreshConfig) }
+
+type refreshOptionFunc func(*refreshConfig)
+
+func (f refreshOptionFunc) applyRefresh(c *refreshConfig) { f(c) }
+
+type refreshConfig struct {
+	store       *actor.PID
+	view        *TokenView
+	refresh     RefreshFunc
+	timeout     time.Duration
+	backoffBase time.Duration
+	backoffMax  time.Duration
+	now         func() time.Time
+	rand        func() float64
+	logger      *zap.Logger
+	onRefreshed func(messages.TokenSnapshot)
+}
+
+// WithRefreshTimeout bounds one refresh, independent of any caller's
+// context. Zero value: 30s.
+func WithRefreshTimeout(d time.Duration) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) {
+		if d > 0 {
+			c.timeout = d
+		}
+	})
+}
+
+// WithRefreshBackoff sets the backoff after a transient refresh failure:
+// the n-th consecutive failure waits a random duration in
+// [d/2, d) with d = min(max, base·2ⁿ⁻¹); meanwhile new 401s fail fast with
+// ErrRefreshUnavailable. Zero values: base 1s, max 30s.
+func WithRefreshBackoff(base, max time.Duration) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) {
+		if base > 0 {
+			c.backoffBase = base
+		}
+		if max > 0 {
+			c.backoffMax = max
+		}
+	})
+}
+
+// WithRefreshClock sets the clock. Zero value: time.Now.
+func WithRefreshClock(now func() time.Time) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) {
+		if now != nil {
+			c.now = now
+		}
+	})
+}
+
+// WithRefreshRand sets the jitter source (values in [0,1)). Zero value:
+// math/rand/v2's Float64.
+func WithRefreshRand(f func() float64) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) {
+		if f != nil {
+			c.rand = f
+		}
+	})
+}
+
+// WithRefreshLogger sets the logger. Zero value: zap.NewNop().
+func WithRefreshLogger(l *zap.Logger) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithOnRefreshed registers a function called (from the coordinator's
+// mailbox, so it must not block) with every refreshed snapshot; pigeon uses
+// it to push new headers to live sockets. Zero value: none.
+func WithOnRefreshed(f func(messages.TokenSnapshot)) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) { c.onRefreshed = f })
+}
+
+// NewRefreshCoordinatorProps returns the Props of a RefreshCoordinator: the
+// one owner of refreshing for the accounts of the AuthStore at store. It
+// runs at most one refresh per account at a time; every request refused
+// with that account's token waits for it and is answered with the new
+// token (or why there is none). It reads the refresh token inside the
+// flight, saves the result with UpdateTokens (one synced write, only if the
+// session is still the one that started the refresh), ends the session on
+// a rejected refresh (EndSession), and backs off after a transient failure.
+// It publishes the accounts in flight into view (which must be the same
+// TokenView whose Snapshot the AuthStore publishes into).
+//
+// Protocol: AcquireToken, ReportUnauthorized and RefreshAhead of package
+// messages, plus GetRefreshStats. On stop every waiter gets ErrClosed.
+func NewRefreshCoordinatorProps(store *actor.PID, view *TokenView, refresh RefreshFunc, opts ...RefreshOption) *actor.Props {
+	cfg := refreshConfig{
+		store: store, view: view, refresh: refresh,
+		timeout: 30 * time.Second, backoffBase: time.Second, backoffMax: 30 * time.Second,
+		now: time.Now, rand: rand.Float64, logger: zap.NewNop(),
+	}
+	for _, o := range opts {
+		o.applyRefresh(&cfg)
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return &refreshCoordinator{cfg: cfg} })
+}
+
+type flight struct {
+	id      uint64
+	uid     string
+	gen     uint64
+	fromVer uint64
+	waiters []*actor.PID
+}
+
+type backoff struct {
+	gen     uint64
+	until   time.Time
+	attempt int
+}
+
+type refreshDone struct {
+	id    uint64
+	snap  messages.TokenSnapshot
+	err   error
+	kind  doneKind
+	calls bool // the refresh function was called
+}
+
+type doneKind int
+
+const (
+	doneOK        doneKind = iota
+	doneNewer              // a newer token existed: no refresh was needed
+	doneTransient          // refresh failed transiently: back off
+	doneEnded              // the session ended (rejected, logged out, gone)
+)
+
+type refreshCoordinator struct {
+	cfg      refreshConfig
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	flights  map[string]*flight
+	nextID   uint64
+	known    map[string]messages.TokenSnapshot
+	ended    map[genKey]messages.EndReason
+	endedQ   []genKey
+	backoffs map[string]*backoff
+	subID    uint64
+	stats    messages.RefreshStats
+}
+
+func (r *refreshCoordinator) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *actor.Started:
+		r.ctx, r.cancel = context.WithCancel(context.Background())
+		r.flights = map[string]*flight{}
+		r.known = map[string]messages.TokenSnapshot{}
+		r.ended = map[genKey]messages.EndReason{}
+		r.backoffs = map[string]*backoff{}
+		r.cfg.view.setRefreshing(nil)
+		if r.cfg.store != nil {
+			c.Request(r.cfg.store, &messages.SubscribeAuth{PID: c.Self(), Tokens: true})
+		}
+	case *actor.Stopping:
+		r.release(c, messages.ErrClosed)
+	case *actor.Restarting:
+		r.release(c, fmt.Errorf("pigeon/actors: refresh coordinator restarted: %w", messages.ErrRefreshUnavailable))
+	case *messages.AuthSubscription:
+		r.subID = m.ID
+	case *messages.AuthChanged:
+		// status transitions are the store's business; tokens come below
+	case *messages.TokensChanged:
+		r.tokensChanged(m)
+	case *messages.AcquireToken:
+		r.acquire(c)
+	case *messages.ReportUnauthorized:
+		r.unauthorized(c, c.Sender(), m.UID, m.Generation, m.Version)
+	case *messages.RefreshAhead:
+		if r.flights[m.UID] == nil && !r.backingOff(m.UID, m.Generation) {
+			if k, ok := r.known[m.UID]; !ok || (k.Generation == m.Generation && k.Version <= m.Version) {
+				r.start(c, m.UID, m.Generation, m.Version)
+			}
+		}
+	case *refreshDone:
+		r.done(c, m)
+	case *messages.GetRefreshStats:
+		s := r.stats
+		c.Respond(&s)
+	default:
+		if c.Sender() != nil {
+			c.Respond(fail(fmt.Errorf("pigeon/actors: refresh coordinator: unknown message %T", m)))
+		}
+	}
+}
+
+func (r *refreshCoordinator) release(c actor.Context, why error) {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+	for uid, f := range r.flights {
+		for _, w := range f.waiters {
+			c.Send(w, fail(why))
+		}
+		delete(r.flights, uid)
+	}
+	r.cfg.view.setRefreshing(nil)
+	if r.subID != 0 && r.cfg.store != nil {
+		c.Send(r.cfg.store, &messages.UnsubscribeAuth{ID: r.subID})
+	}
+}
+
+func (r *refreshCoordinator) tokensChanged(m *messages.TokensChanged) {
+	uid := m.Snapshot.UID
+	if m.Ended != 0 {
+		r.rememberEnd(uid, m.Snapshot.Generation, m.Ended)
+		if k, ok := r.known[uid]; ok && k.Generation == m.Snapshot.Generation {
+			delete(r.known, uid)
+		}
+		delete(r.backoffs, uid)
+		return
+	}
+	if k, ok := r.known[uid]; !ok || k.Generation != m.Snapshot.Generation || k.Version < m.Snapshot.Version {
+		r.known[uid] = m.Snapshot
+	}
+	if b := r.backoffs[uid]; b != nil && b.gen != m.Snapshot.Generation {
+		delete(r.backoffs, uid) // a new login: the old session's backoff is moot
+	}
+}
+
+func (r *refreshCoordinator) rememberEnd(uid string, gen uint64, why messages.EndReason) {
+	k := genKey{uid, gen}
+	if _, ok := r.ended[k]; ok {
+		return
+	}
+	r.ended[k] = why
+	r.endedQ = append(r.endedQ, k)
+	if len(r.endedQ) > maxEnded {
+		delete(r.ended, r.endedQ[0])
+		r.endedQ = r.endedQ[1:]
+	}
+}
+
+func (r *refreshCoordinator) acquire(c actor.Context) {
+	s := r.cfg.view.Current()
+	if s == nil {
+		c.Respond(fail(messages.ErrNoAuth))
+		return
+	}
+	if f := r.flights[s.UID]; f != nil && f.gen == s.Generation {
+		f.waiters = append(f.waiters, c.Sender())
+		return
+	}
+	if !s.ExpiresAt.IsZero() && !r.backingOff(s.UID, s.Generation) {
+		_, hard := Windows(s.IssuedAt, s.ExpiresAt, 60*time.Second, 10*time.Second)
+		if s.ExpiresAt.Sub(r.cfg.now()) <= hard {
+			f := r.start(c, s.UID, s.Generation, s.Version)
+			f.waiters = append(f.waiters, c.Sender())
+			return
+		}
+	}
+	c.Respond(&messages.TokenGrant{Snapshot: *s})
+}
+
+func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, uid string, gen, ver uint64) {
+	if why, ok := r.ended[genKey{uid, gen}]; ok {
+		c.Send(sender, fail(why.Err()))
+		return
+	}
+	if f := r.flights[uid]; f != nil && f.gen == gen && ver <= f.fromVer {
+		f.waiters = append(f.waiters, sender)
+		return
+	}
+	if k, ok := r.known[uid]; ok && k.Generation == gen && k.Version > ver {
+		// Row 2: the token was refreshed after this request went out.
+		r.stats.Replays++
+		c.Send(sender, &messages.TokenGrant{Snapshot: k})
+		return
+	}
+	if r.backingOff(uid, gen) {
+		c.Send(sender, fail(fmt.Errorf("pigeon/actors: refresh backing off after a failure: %w", messages.ErrRefreshUnavailable)))
+		return
+	}
+	if f := r.flights[uid]; f != nil {
+		// A flight of another session or an older version is running;
+		// queue behind it: its end decides (the worker re-checks).
+		f.waiters = append(f.waiters, sender)
+		return
+	}
+	f := r.start(c, uid, gen, ver)
+	f.waiters = append(f.waiters, sender)
+}
+
+func (r *refreshCoordinator) backingOff(uid string, gen uint64) bool {
+	b := r.backoffs[uid]
+	return b != nil && b.gen == gen && r.cfg.now().Before(b.until)
+}
+
+// start begins one refresh flight for uid in a goroutine the actor owns.
+func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64) *flight {
+	r.nextID++
+	f := &flight{id: r.nextID, uid: uid, gen: gen, fromVer: ver}
+	r.flights[uid] = f
+	r.publishFlights()
+	self, root := c.Self(), c.ActorSystem().Root
+	sys := c.ActorSystem()
+	cfg := r.cfg
+	ctx := r.ctx
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		d := runRefresh(ctx, sys, cfg, f.id, uid, gen, ver)
+		root.Send(self, d)
+	}()
+	return f
+}
+
+func (r *refreshCoordinator) publishFlights() {
+	m := make(map[string]uint64, len(r.flights))
+	for uid, f := range r.flights {
+		m[uid] = f.gen
+	}
+	r.cfg.view.setRefreshing(m)
+}
+
+func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
+	var f *flight
+	for _, fl := range r.flights {
+		if fl.id == d.id {
+			f = fl
+		}
+	}
+	if f == nil {
+		return
+	}
+	delete(r.flights, f.uid)
+	r.publishFlights()
+	if d.calls {
+		r.stats.Started++
+	}
+	var reply any
+	switch d.kind {
+	case doneOK, doneNewer:
+		if d.kind == doneOK {
+			r.stats.Succeeded++
+			delete(r.backoffs, f.uid)
+			if r.cfg.onRefreshed != nil {
+				r.cfg.onRefreshed(d.snap)
+			}
+		}
+		if k, ok := r.known[f.uid]; !ok || k.Generation != d.snap.Generation || k.Version < d.snap.Version {
+			r.known[f.uid] = d.snap
+		}
+		reply = &messages.TokenGrant{Snapshot: d.snap}
+	case doneTransient:
+		r.stats.Failed++
+		b := r.backoffs[f.uid]
+		if b == nil || b.gen != f.gen {
+			b = &backoff{gen: f.gen}
+			r.backoffs[f.uid] = b
+		}
+		b.attempt++
+		b.until = r.cfg.now().Add(r.backoffDelay(b.attempt))
+		reply = fail(d.err)
+	case doneEnded:
+		if errors.Is(d.err, messages.ErrSessionExpired) {
+			r.stats.Rejected++
+			r.rememberEnd(f.uid, f.gen, messages.EndExpired)
+		}
+		reply = fail(d.err)
+	}
+	for _, w := range f.waiters {
+		c.Send(w, reply)
+	}
+}
+
+func (r *refreshCoordinator) backoffDelay(attempt int) time.Duration {
+	d := r.cfg.backoffBase
+	for i := 1; i < attempt && d < r.cfg.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, r.cfg.backoffMax)
+	return d/2 + time.Duration(r.cfg.rand()*float64(d/2))
+}
+
+// runRefresh is one flight: it runs outside the mailbox and returns the
+// outcome as a message.
+func runRefresh(ctx context.Context, sys *actor.ActorSystem, cfg refreshConfig, id uint64, uid string, gen, ver uint64) *refreshDone {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	endErr := func() *refreshDone {
+		st, err := AskAs[*messages.SessionState](ctx, sys, cfg.store, &messages.SessionEndReason{UID: uid, Generation: gen})
+		if err != nil {
+			return &refreshDone{id: id, kind: doneTransient, err: fmt.Errorf("pigeon/actors: refresh: %w: %w", messages.ErrRefreshUnavailable, err)}
+		}
+		return &refreshDone{id: id, kind: doneEnded, err: st.Reason.Err()}
+	}
+	// The refresh token is read inside the flight: a rotation that landed
+	// before this flight is seen.
+	cur, err := AskAs[*messages.CurrentAuth](ctx, sys, cfg.store, &messages.GetAuth{UID: uid})
+	if errors.Is(err, messages.ErrNoAuth) {
+		return endErr()
+	}
+	if err != nil {
+		return &refreshDone{id: id, kind: doneTransient, err: fmt.Errorf("pigeon/actors: refresh: reading tokens: %w: %w", messages.ErrRefreshUnavailable, err)}
+	}
+	if cur.Snapshot.Generation != gen {
+		return endErr()
+	}
+	if cur.Snapshot.Version > ver {
+		return &refreshDone{id: id, kind: doneNewer, snap: cur.Snapshot}
+	}
+	if cur.Record.RefreshToken == "" {
+		if _, err := AskAs[*messages.SessionEnded](ctx, sys, cfg.store, &messages.EndSession{UID: uid, Generation: gen, Reason: messages.EndExpired}); err != nil {
+			return &refreshDone{id: id, kind: doneTransient, err: fmt.Errorf("pigeon/actors: refresh: %w: %w", messages.ErrRefreshUnavailable, err)}
+		}
+		return &refreshDone{id: id, kind: doneEnded, err: fmt.Errorf("pigeon/actors: no refresh token stored: %w", messages.ErrSessionExpired)}
+	}
+	started := cfg.now()
+	tokens, err := callRefresh(ctx, cfg.refresh, uid, cur.Record.RefreshToken)
+	switch {
+	case errors.Is(err, messages.ErrRefreshRejected):
+		cfg.logger.Info("refresh rejected: ending session", zap.String("uid", uid), zap.Error(err))
+		if _, e := AskAs[*messages.SessionEnded](ctx, sys, cfg.store, &messages.EndSession{UID: uid, Generation: gen, Reason: messages.EndExpired}); e != nil {
+			return &refreshDone{id: id, calls: true, kind: doneTransient, err: fmt.Errorf("pigeon/actors: refresh rejected, but ending the session failed: %w: %w", messages.ErrRefreshUnavailable, e)}
+		}
+		return &refreshDone{id: id, calls: true, kind: doneEnded, err: fmt.Errorf("%w: %w", messages.ErrSessionExpired, err)}
+	case err != nil:
+		cfg.logger.Warn("refresh failed", zap.String("uid", uid), zap.Error(err))
+		return &refreshDone{id: id, calls: true, kind: doneTransient, err: fmt.Errorf("%w: %w", messages.ErrRefreshUnavailable, err)}
+	case tokens.AccessToken == "":
+		return &refreshDone{id: id, calls: true, kind: doneTransient, err: fmt.Errorf("pigeon/actors: refresh returned no access token: %w", messages.ErrRefreshUnavailable)}
+	}
+	saved, err := AskAs[*messages.SavedAuth](ctx, sys, cfg.store, &messages.UpdateTokens{
+		UID: uid, Generation: gen,
+		AccessToken: tokens.AccessToken, RefreshToken: tokens.RefreshToken,
+		ExpiresAt: tokens.ExpiresAt, IssuedAt: started, Data: tokens.Data,
+	})
+	switch {
+	case errors.Is(err, messages.ErrLoggedOut), errors.Is(err, messages.ErrSessionExpired):
+		return &refreshDone{id: id, calls: true, kind: doneEnded, err: err}
+	case err != nil:
+		return &refreshDone{id: id, calls: true, kind: doneTransient, err: fmt.Errorf("pigeon/actors: saving refreshed tokens: %w: %w", messages.ErrRefreshUnavailable, err)}
+	}
+	return &refreshDone{id: id, calls: true, kind: doneOK, snap: saved.Snapshot}
+}
+
+// callRefresh runs user code with ctx, turning a panic into an error and
+// returning when ctx ends even if the code does not.
+func callRefresh(ctx context.Context, f RefreshFunc, uid string, rt messages.Secret) (messages.RefreshedTokens, error) {
+	type result struct {
+		t   messages.RefreshedTokens
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ch <- result{err: fmt.Errorf("pigeon/actors: RefreshTokenManager panicked: %v", p)}
+			}
+		}()
+		t, err := f(ctx, uid, rt)
+		ch <- result{t, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.t, res.err
+	case <-ctx.Done():
+		return messages.RefreshedTokens{}, fmt.Errorf("pigeon/actors: refresh did not finish: %w", ctx.Err())
+	}
+}

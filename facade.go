@@ -1,0 +1,420 @@
+package pigeon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/apppigeon/pigeon/actors"
+	"github.com/apppigeon/pigeon/messages"
+	"github.com/apppigeon/pigeon/persistence"
+	"github.com/apppigeon/pigeon/transport"
+)
+
+// AppPigeon is the API both clients share: HTTP verbs and one socket.
+// Code that holds an AppPigeon keeps working when a Switch changes mode.
+type AppPigeon interface {
+	Get(ctx context.Context, path string, opts ...RequestOption) (*Response, error)
+	Post(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error)
+	Put(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error)
+	Patch(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error)
+	Delete(ctx context.Context, path string, opts ...RequestOption) (*Response, error)
+	SocketInit(ctx context.Context, p SocketConnectParams) error
+	Listen(ctx context.Context, event string) (*Subscription, error)
+	Emit(ctx context.Context, event string, data any) error
+	DisconnectSocket() error
+	// Close disposes the client: the first call returns nil, later calls
+	// nil or ErrClosed; in-flight work is cancelled; waiters and later
+	// calls get ErrClosed; no goroutine is left.
+	Close() error
+}
+
+// Secret is a token or key; it redacts itself wherever it is printed or
+// logged. string(s) is the value.
+type Secret = messages.Secret
+
+// AuthRecord is one account's stored credentials.
+type AuthRecord = messages.AuthRecord
+
+// AuthState is Unauthenticated (the zero value) or Authenticated.
+type AuthState = messages.AuthState
+
+// AuthStatus is one value of the auth-status stream.
+type AuthStatus = messages.AuthStatus
+
+// Auth states.
+const (
+	Unauthenticated = messages.Unauthenticated
+	Authenticated   = messages.Authenticated
+)
+
+// SaveAuthParams is a login's result, for SaveNewAuth. Data is any JSON
+// value the application keeps with the account (json.RawMessage is stored
+// as is).
+type SaveAuthParams struct {
+	UID          string
+	AccessToken  string
+	RefreshToken string
+	ExpiresAt    time.Time
+	Data         any
+}
+
+// AuthorizedPigeon is the client for signed-in users: typed HTTP verbs that
+// carry the current account's token, refresh on 401 with one refresh in
+// flight per account, several accounts with a current one, an auth-status
+// stream and sockets. All methods are safe for concurrent use.
+type AuthorizedPigeon struct {
+	cfg        *config
+	log        *zap.Logger
+	system     *actor.ActorSystem
+	ownSystem  bool
+	store      persistence.Store
+	storePID   *actor.PID
+	coordPID   *actor.PID
+	view       *actors.TokenView
+	tokens     *actors.TokenClient
+	http       *httpCore
+	refresh    *RefreshClient
+	base       http.RoundTripper
+	ownBase    bool
+	headers    atomic.Pointer[http.Header]
+	life       context.Context
+	lifeCancel context.CancelCauseFunc
+	closing    atomic.Bool
+	closeOnce  sync.Once
+
+	mu       sync.Mutex
+	subStops map[uint64]func() bool
+
+	sock *socketHolder
+}
+
+var _ AppPigeon = (*AuthorizedPigeon)(nil)
+
+// NewAuthorized builds an authorized client around refresher (for example
+// JSONRefresher{Path: "/auth/refresh"} or an OAuth2Refresher). It opens the
+// token store (encrypted on disk unless WithInMemoryStore), spawns the
+// AuthStore and RefreshCoordinator actors and returns when they are ready.
+func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPigeon, error) {
+	if refresher == nil {
+		return nil, errors.New("pigeon: NewAuthorized: nil RefreshTokenManager")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	store, err := openStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &AuthorizedPigeon{cfg: cfg, log: cfg.logger, store: store, view: &actors.TokenView{}, subStops: map[uint64]func() bool{}}
+	p.life, p.lifeCancel = context.WithCancelCause(context.Background())
+	p.headers.Store(&cfg.headers)
+	p.system = cfg.system
+	if p.system == nil {
+		p.system = actors.NewSystem(cfg.logger)
+		p.ownSystem = true
+	}
+	p.base, p.ownBase = baseTransport(cfg)
+	plain := withMiddleware(p.base, cfg.middleware)
+	p.refresh = &RefreshClient{
+		core: &httpCore{client: newClient(cfg, &transport.Transport{Base: plain, Tokens: noTokens{}, Headers: p.defaultHeaders, Life: p.life}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life},
+		now:  cfg.now,
+	}
+
+	root := p.system.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider))
+	p.storePID = root.SpawnPrefix(actors.NewAuthStoreProps(store,
+		actors.WithSnapshot(p.view.Snapshot()), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
+	ropts := []actors.RefreshOption{actors.WithRefreshLogger(cfg.logger), actors.WithRefreshClock(cfg.now),
+		actors.WithOnRefreshed(p.onRefreshed)}
+	if cfg.refreshTimeout > 0 {
+		ropts = append(ropts, actors.WithRefreshTimeout(cfg.refreshTimeout))
+	}
+	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
+	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
+
+	p.http = &httpCore{client: newClient(cfg, &transport.Transport{
+		Base:          plain,
+		Tokens:        p.tokens,
+		ShouldRefresh: refresher.ShouldRefresh,
+		Headers:       p.defaultHeaders,
+		Hosts:         authHosts(cfg),
+		AllowInsecure: cfg.allowInsecure,
+		Life:          p.life,
+	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life}
+	p.sock = newSocketHolder(p.socketEnv())
+
+	// Wait until the store has loaded, so the first request sees the
+	// stored account.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := actors.AskAs[*messages.AuthList](ctx, p.system, p.storePID, &messages.ListAuths{}); err != nil {
+		_ = p.Close()
+		return nil, fmt.Errorf("pigeon: opening auth store: %w", err)
+	}
+	return p, nil
+}
+
+func openStore(cfg *config) (persistence.Store, error) {
+	if cfg.inMemory {
+		return persistence.NewMemory(), nil
+	}
+	dir := cfg.storeDir
+	if dir == "" {
+		d, err := persistence.DefaultDir(cfg.storeName)
+		if err != nil {
+			return nil, fmt.Errorf("pigeon: %w", err)
+		}
+		dir = d
+	}
+	opts := []persistence.Option{persistence.WithLogger(cfg.logger)}
+	if cfg.encryptionKey != nil {
+		opts = append(opts, persistence.WithEncryptionKey(cfg.encryptionKey))
+	}
+	s, err := persistence.OpenBadger(dir, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pigeon: %w", err)
+	}
+	return s, nil
+}
+
+func (p *AuthorizedPigeon) refreshFunc(m RefreshTokenManager) actors.RefreshFunc {
+	return func(ctx context.Context, _ string, rt messages.Secret) (messages.RefreshedTokens, error) {
+		r, err := m.RefreshToken(ctx, string(rt), p.refresh)
+		if err != nil {
+			return messages.RefreshedTokens{}, err
+		}
+		return messages.RefreshedTokens{
+			AccessToken: Secret(r.AccessToken), RefreshToken: Secret(r.RefreshToken),
+			ExpiresAt: r.ExpiresAt, Data: r.Data,
+		}, nil
+	}
+}
+
+func (p *AuthorizedPigeon) defaultHeaders() http.Header { return *p.headers.Load() }
+
+// UpdateHeaders changes the default headers at run time: each key is set,
+// and a key with an empty value is removed. New requests use them at once;
+// a live socket receives them as an `update` (no reconnect).
+func (p *AuthorizedPigeon) UpdateHeaders(h map[string]string) {
+	updateHeaders(&p.headers, h)
+	p.sock.headersChanged()
+}
+
+func updateHeaders(ptr *atomic.Pointer[http.Header], h map[string]string) {
+	for {
+		old := ptr.Load()
+		next := (*old).Clone()
+		if next == nil {
+			next = http.Header{}
+		}
+		for k, v := range h {
+			if v == "" {
+				next.Del(k)
+			} else {
+				next.Set(k, v)
+			}
+		}
+		if ptr.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// HTTPClient returns an *http.Client with the same auth, refresh, replay,
+// default headers and middleware, for use by any other SDK. It stays valid
+// until Close; after Close its requests fail with ErrClosed.
+func (p *AuthorizedPigeon) HTTPClient() *http.Client { return p.http.client }
+
+// Get sends a GET to path (resolved against WithBaseURL).
+func (p *AuthorizedPigeon) Get(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
+	return p.http.do(ctx, http.MethodGet, path, nil, opts)
+}
+
+// Post sends body (JSON unless []byte, string, url.Values or io.Reader).
+func (p *AuthorizedPigeon) Post(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return p.http.do(ctx, http.MethodPost, path, body, opts)
+}
+
+// Put sends body like Post.
+func (p *AuthorizedPigeon) Put(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return p.http.do(ctx, http.MethodPut, path, body, opts)
+}
+
+// Patch sends body like Post.
+func (p *AuthorizedPigeon) Patch(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return p.http.do(ctx, http.MethodPatch, path, body, opts)
+}
+
+// Delete sends a DELETE.
+func (p *AuthorizedPigeon) Delete(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
+	return p.http.do(ctx, http.MethodDelete, path, nil, opts)
+}
+
+func (p *AuthorizedPigeon) ask(ctx context.Context, msg any) (any, error) {
+	if p.closing.Load() {
+		return nil, ErrClosed
+	}
+	r, err := actors.Ask(ctx, p.system, p.storePID, msg)
+	if err != nil && p.closing.Load() && ctx.Err() == nil {
+		return nil, ErrClosed
+	}
+	return r, err
+}
+
+// SaveNewAuth stores a login's tokens (one synced write) and makes the
+// account current.
+func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) error {
+	if a.UID == "" || a.AccessToken == "" {
+		return errors.New("pigeon: SaveNewAuth needs UID and AccessToken")
+	}
+	rec := AuthRecord{UID: a.UID, AccessToken: Secret(a.AccessToken), RefreshToken: Secret(a.RefreshToken), ExpiresAt: a.ExpiresAt, IssuedAt: p.cfg.now()}
+	if a.Data != nil {
+		switch d := a.Data.(type) {
+		case json.RawMessage:
+			rec.Data = append(json.RawMessage(nil), d...)
+		default:
+			b, err := json.Marshal(d)
+			if err != nil {
+				return fmt.Errorf("pigeon: SaveNewAuth: encoding Data: %w", err)
+			}
+			rec.Data = b
+		}
+	}
+	_, err := p.ask(ctx, &messages.SaveAuth{Record: rec, MakeCurrent: true})
+	return err
+}
+
+// CurrentAuth returns the current account's record, ErrNoAuth when signed
+// out.
+func (p *AuthorizedPigeon) CurrentAuth(ctx context.Context) (AuthRecord, error) {
+	r, err := p.ask(ctx, &messages.GetCurrentAuth{})
+	if err != nil {
+		return AuthRecord{}, err
+	}
+	return r.(*messages.CurrentAuth).Record, nil
+}
+
+// AllAuths returns every stored account, sorted by UID.
+func (p *AuthorizedPigeon) AllAuths(ctx context.Context) ([]AuthRecord, error) {
+	r, err := p.ask(ctx, &messages.ListAuths{})
+	if err != nil {
+		return nil, err
+	}
+	return r.(*messages.AuthList).Records, nil
+}
+
+// SwitchAccount makes a stored account current (ErrNoAuth if unknown).
+// Requests already waiting for a refresh finish as the account they were
+// sent as; new requests use the new account.
+func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error {
+	_, err := p.ask(ctx, &messages.SwitchAccount{UID: uid})
+	return err
+}
+
+// LogOut removes the current account's tokens; there is no current account
+// afterwards. Requests of that session still waiting fail with
+// ErrLoggedOut.
+func (p *AuthorizedPigeon) LogOut(ctx context.Context) error {
+	_, err := p.ask(ctx, &messages.LogOut{})
+	return err
+}
+
+// SubscribeAuth returns the auth-status stream: the current status first,
+// then one value per real transition (login, switch, logout, expiry) —
+// never one per refresh. The channel holds 16 values; a reader that falls
+// behind loses the oldest, so it always ends on the newest status, and
+// never blocks pigeon. It is closed when ctx ends or on Close.
+func (p *AuthorizedPigeon) SubscribeAuth(ctx context.Context) (<-chan AuthStatus, error) {
+	r, err := p.ask(ctx, &messages.SubscribeAuth{Buffer: 16})
+	if err != nil {
+		return nil, err
+	}
+	sub := r.(*messages.AuthSubscription)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing.Load() {
+		return sub.C, nil // the store closes it as it stops
+	}
+	id := sub.ID
+	p.subStops[id] = context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		delete(p.subStops, id)
+		p.mu.Unlock()
+		p.system.Root.Send(p.storePID, &messages.UnsubscribeAuth{ID: id})
+	})
+	return sub.C, nil
+}
+
+// Actors returns the PIDs of the client's AuthStore and
+// RefreshCoordinator and its ActorSystem, for callers that talk to them
+// with package messages directly.
+func (p *AuthorizedPigeon) Actors() (system *actor.ActorSystem, authStore, refreshCoordinator *actor.PID) {
+	return p.system, p.storePID, p.coordPID
+}
+
+// Close disposes the client: in-flight requests and waiters get ErrClosed,
+// sockets close, the actors stop, the store is closed and (unless the
+// system was given with WithActorSystem) the actor system shuts down. The
+// first call returns the first error met; later calls return ErrClosed.
+func (p *AuthorizedPigeon) Close() error {
+	err := ErrClosed
+	p.closeOnce.Do(func() {
+		err = p.close()
+	})
+	return err
+}
+
+func (p *AuthorizedPigeon) close() error {
+	p.closing.Store(true)
+	p.lifeCancel(ErrClosed)
+	var errs []error
+	p.sock.close()
+	p.mu.Lock()
+	for id, stop := range p.subStops {
+		stop()
+		delete(p.subStops, id)
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, pid := range []*actor.PID{p.coordPID, p.storePID} {
+		if err := actors.StopAndWait(ctx, p.system, pid); err != nil {
+			errs = append(errs, fmt.Errorf("pigeon: stopping %s: %w", pid.Id, err))
+		}
+	}
+	if err := p.store.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		errs = append(errs, fmt.Errorf("pigeon: closing store: %w", err))
+	}
+	if p.ownBase {
+		if t, ok := p.base.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+	if p.ownSystem {
+		p.system.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+func (p *AuthorizedPigeon) onRefreshed(s messages.TokenSnapshot) {
+	if cur := p.view.Current(); cur != nil && cur.UID == s.UID {
+		p.sock.headersChanged()
+	}
+}
+
+// noTokens is the TokenSource of the plain (refresh) client: no bearer.
+type noTokens struct{}
+
+func (noTokens) Token(context.Context) (*messages.TokenSnapshot, error) { return nil, nil }
+func (noTokens) Unauthorized(context.Context, *messages.TokenSnapshot) (*messages.TokenSnapshot, error) {
+	return nil, errors.New("pigeon: no refresh on the plain client")
+}

@@ -1,0 +1,155 @@
+package pigeon
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/apppigeon/pigeon/messages"
+	"github.com/apppigeon/pigeon/transport"
+)
+
+// GhostPigeon is the client for anonymous users: the same HTTP and socket
+// API as AuthorizedPigeon, with an optional bearer (SetAuthToken), no token
+// store, no refresh and no auth events; a 401 is returned as is. All
+// methods are safe for concurrent use.
+type GhostPigeon struct {
+	cfg        *config
+	http       *httpCore
+	base       http.RoundTripper
+	ownBase    bool
+	token      atomic.Pointer[messages.TokenSnapshot]
+	headers    atomic.Pointer[http.Header]
+	life       context.Context
+	lifeCancel context.CancelCauseFunc
+	closeOnce  sync.Once
+	sock       *socketHolder
+}
+
+var _ AppPigeon = (*GhostPigeon)(nil)
+
+// NewGhost builds an anonymous client. Storage and refresh options are
+// ignored.
+func NewGhost(opts ...Option) (*GhostPigeon, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	g := &GhostPigeon{cfg: cfg}
+	g.life, g.lifeCancel = context.WithCancelCause(context.Background())
+	g.headers.Store(&cfg.headers)
+	g.base, g.ownBase = baseTransport(cfg)
+	g.http = &httpCore{client: newClient(cfg, &transport.Transport{
+		Base:          withMiddleware(g.base, cfg.middleware),
+		Tokens:        ghostTokens{g},
+		ShouldRefresh: func(*http.Response) bool { return false },
+		Headers:       func() http.Header { return *g.headers.Load() },
+		Hosts:         authHosts(cfg),
+		AllowInsecure: cfg.allowInsecure,
+		Life:          g.life,
+	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
+	g.sock = newSocketHolder(socketEnv{headers: g.socketHeaders})
+	return g, nil
+}
+
+// SetAuthToken sets the optional bearer token ("" removes it). New
+// requests use it at once; a live socket receives it as an `update`.
+func (g *GhostPigeon) SetAuthToken(token string) {
+	if token == "" {
+		g.token.Store(nil)
+	} else {
+		g.token.Store(&messages.TokenSnapshot{AccessToken: Secret(token)})
+	}
+	g.sock.headersChanged()
+}
+
+// UpdateHeaders changes the default headers like
+// AuthorizedPigeon.UpdateHeaders.
+func (g *GhostPigeon) UpdateHeaders(h map[string]string) {
+	updateHeaders(&g.headers, h)
+	g.sock.headersChanged()
+}
+
+func (g *GhostPigeon) socketHeaders(context.Context) (http.Header, error) {
+	h := (*g.headers.Load()).Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if t := g.token.Load(); t != nil {
+		h.Set("Authorization", "Bearer "+string(t.AccessToken))
+	}
+	return h, nil
+}
+
+// HTTPClient returns an *http.Client with the ghost's bearer, default
+// headers and middleware.
+func (g *GhostPigeon) HTTPClient() *http.Client { return g.http.client }
+
+// Get sends a GET to path.
+func (g *GhostPigeon) Get(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
+	return g.http.do(ctx, http.MethodGet, path, nil, opts)
+}
+
+// Post sends body like AuthorizedPigeon.Post.
+func (g *GhostPigeon) Post(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return g.http.do(ctx, http.MethodPost, path, body, opts)
+}
+
+// Put sends body like Post.
+func (g *GhostPigeon) Put(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return g.http.do(ctx, http.MethodPut, path, body, opts)
+}
+
+// Patch sends body like Post.
+func (g *GhostPigeon) Patch(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return g.http.do(ctx, http.MethodPatch, path, body, opts)
+}
+
+// Delete sends a DELETE.
+func (g *GhostPigeon) Delete(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
+	return g.http.do(ctx, http.MethodDelete, path, nil, opts)
+}
+
+// SocketInit is not available yet.
+func (g *GhostPigeon) SocketInit(ctx context.Context, sp SocketConnectParams) error {
+	return ErrSocketNotInitialized
+}
+
+// Listen is not available yet.
+func (g *GhostPigeon) Listen(ctx context.Context, event string) (*Subscription, error) {
+	return nil, ErrSocketNotInitialized
+}
+
+// Emit is not available yet.
+func (g *GhostPigeon) Emit(ctx context.Context, event string, data any) error {
+	return ErrSocketNotInitialized
+}
+
+// DisconnectSocket is not available yet.
+func (g *GhostPigeon) DisconnectSocket() error { return ErrSocketNotInitialized }
+
+// Close disposes the client; later calls return ErrClosed.
+func (g *GhostPigeon) Close() error {
+	err := ErrClosed
+	g.closeOnce.Do(func() {
+		g.lifeCancel(ErrClosed)
+		g.sock.close()
+		if g.ownBase {
+			if t, ok := g.base.(interface{ CloseIdleConnections() }); ok {
+				t.CloseIdleConnections()
+			}
+		}
+		err = nil
+	})
+	return err
+}
+
+// ghostTokens serves the optional bearer to the transport.
+type ghostTokens struct{ g *GhostPigeon }
+
+func (t ghostTokens) Token(context.Context) (*messages.TokenSnapshot, error) { return t.g.token.Load(), nil }
+func (t ghostTokens) Unauthorized(context.Context, *messages.TokenSnapshot) (*messages.TokenSnapshot, error) {
+	return nil, errors.New("pigeon: ghost clients do not refresh")
+}

@@ -1,0 +1,211 @@
+package pigeon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/apppigeon/pigeon/transport"
+)
+
+// httpCore is the HTTP half shared by both clients: URL resolution, body
+// encoding, reading and status errors.
+type httpCore struct {
+	client  *http.Client
+	baseURL *url.URL
+	maxBody int64
+	life    context.Context
+}
+
+func (h *httpCore) resolve(path string) (*url.URL, error) {
+	u, err := url.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("pigeon: bad path %q: %w", path, err)
+	}
+	if u.IsAbs() {
+		return u, nil
+	}
+	if h.baseURL == nil {
+		return nil, fmt.Errorf("pigeon: relative path %q needs WithBaseURL", path)
+	}
+	base := *h.baseURL
+	if !strings.HasSuffix(base.Path, "/") && !strings.HasPrefix(path, "/") {
+		base.Path += "/"
+	}
+	if strings.HasPrefix(path, "/") && base.Path != "" && base.Path != "/" {
+		// "/me" under "https://host/api/v1" means "https://host/api/v1/me".
+		u.Path = strings.TrimSuffix(base.Path, "/") + u.Path
+		if u.RawPath != "" {
+			u.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + u.RawPath
+		}
+	}
+	return base.ResolveReference(u), nil
+}
+
+// encodeBody returns a replayable body for v: nil (none), []byte, string,
+// json.RawMessage, url.Values (form), io.Reader (buffered unless it is a
+// *bytes.Reader, *bytes.Buffer or *strings.Reader), or anything else as
+// JSON.
+func encodeBody(v any) (io.Reader, string, error) {
+	switch b := v.(type) {
+	case nil:
+		return nil, "", nil
+	case []byte:
+		return bytes.NewReader(b), "application/octet-stream", nil
+	case json.RawMessage:
+		return bytes.NewReader(b), "application/json", nil
+	case string:
+		return strings.NewReader(b), "text/plain; charset=utf-8", nil
+	case url.Values:
+		return strings.NewReader(b.Encode()), "application/x-www-form-urlencoded", nil
+	case *bytes.Reader, *bytes.Buffer, *strings.Reader:
+		return b.(io.Reader), "application/octet-stream", nil
+	case io.Reader:
+		data, err := io.ReadAll(b)
+		if err != nil {
+			return nil, "", fmt.Errorf("pigeon: reading request body: %w", err)
+		}
+		return bytes.NewReader(data), "application/octet-stream", nil
+	default:
+		data, err := json.Marshal(v)
+		if err != nil {
+			return nil, "", fmt.Errorf("pigeon: encoding request body: %w", err)
+		}
+		return bytes.NewReader(data), "application/json", nil
+	}
+}
+
+func (h *httpCore) do(ctx context.Context, method, path string, body any, opts []RequestOption) (*Response, error) {
+	if h.life.Err() != nil {
+		return nil, ErrClosed
+	}
+	u, err := h.resolve(path)
+	if err != nil {
+		return nil, err
+	}
+	rd, ctype, err := encodeBody(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, fmt.Errorf("pigeon: building request: %w", err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	req.Header.Set("Accept", "application/json")
+	for _, o := range opts {
+		if o != nil {
+			o.applyRequest(req)
+		}
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return nil, h.convertErr(ctx, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, h.maxBody+1))
+	if err != nil {
+		return nil, h.convertErr(ctx, fmt.Errorf("pigeon: reading response: %w", err))
+	}
+	if int64(len(data)) > h.maxBody {
+		return nil, fmt.Errorf("pigeon: response body exceeds %d bytes (WithMaxResponseBytes)", h.maxBody)
+	}
+	r := &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: data}
+	if r.StatusCode >= 400 {
+		return r, &StatusError{Response: r}
+	}
+	return r, nil
+}
+
+// convertErr gives the facade's error for a failed request: ctx's own error
+// when the caller gave up, ErrClosed when the client was closed, and a
+// refused, non-replayable request as ErrBodyNotReplayable wrapping its
+// *StatusError.
+func (h *httpCore) convertErr(ctx context.Context, err error) error {
+	var re *transport.ReplayError
+	if errors.As(err, &re) {
+		r := readResponse(re.Response)
+		return fmt.Errorf("pigeon: %w: %w", re.Err, &StatusError{Response: r})
+	}
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if h.life.Err() != nil && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("%w (%v)", ErrClosed, err)
+	}
+	return err
+}
+
+func readResponse(resp *http.Response) *Response {
+	b, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// baseTransport returns the network transport pigeon builds on and whether
+// pigeon owns it (and must close its idle connections).
+func baseTransport(c *config) (http.RoundTripper, bool) {
+	if c.httpClient != nil && c.httpClient.Transport != nil {
+		return c.httpClient.Transport, false
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	t.MaxIdleConns = 512
+	return t, true
+}
+
+func withMiddleware(base http.RoundTripper, mws []func(http.RoundTripper) http.RoundTripper) http.RoundTripper {
+	for i := len(mws) - 1; i >= 0; i-- {
+		base = mws[i](base)
+	}
+	return base
+}
+
+func newClient(c *config, rt http.RoundTripper) *http.Client {
+	hc := &http.Client{Transport: rt}
+	if c.httpClient != nil {
+		hc.Timeout = c.httpClient.Timeout
+		hc.Jar = c.httpClient.Jar
+		hc.CheckRedirect = c.httpClient.CheckRedirect
+	}
+	return hc
+}
+
+func authHosts(c *config) []string {
+	if c.baseURL == nil && len(c.authHosts) == 0 {
+		return nil
+	}
+	hosts := append([]string(nil), c.authHosts...)
+	if c.baseURL != nil {
+		hosts = append(hosts, c.baseURL.Host)
+	}
+	return hosts
+}
+
+// GetJSON performs a GET with p and decodes the JSON answer into a T.
+func GetJSON[T any](ctx context.Context, p AppPigeon, path string, opts ...RequestOption) (T, error) {
+	var v T
+	r, err := p.Get(ctx, path, opts...)
+	if err != nil {
+		return v, err
+	}
+	return v, r.Decode(&v)
+}
+
+// PostJSON performs a POST of body with p and decodes the JSON answer into a T.
+func PostJSON[T any](ctx context.Context, p AppPigeon, path string, body any, opts ...RequestOption) (T, error) {
+	var v T
+	r, err := p.Post(ctx, path, body, opts...)
+	if err != nil {
+		return v, err
+	}
+	return v, r.Decode(&v)
+}

@@ -1,0 +1,265 @@
+package pigeon
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+)
+
+// Option configures NewAuthorized and NewGhost. Options that concern only
+// the authorized client (storage, refresh) are ignored by NewGhost.
+type Option interface{ apply(*config) error }
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	baseURL        *url.URL
+	storeDir       string
+	storeName      string
+	encryptionKey  []byte
+	inMemory       bool
+	logger         *zap.Logger
+	system         *actor.ActorSystem
+	httpClient     *http.Client
+	headers        http.Header
+	middleware     []func(http.RoundTripper) http.RoundTripper
+	refreshTimeout time.Duration
+	refreshAhead   time.Duration
+	now            func() time.Time
+	allowInsecure  bool
+	authHosts      []string
+	maxBody        int64
+	socket         socketConfig
+}
+
+func newConfig(opts []Option) (*config, error) {
+	c := &config{logger: zap.NewNop(), now: time.Now, maxBody: 32 << 20, storeName: "default"}
+	c.socket = defaultSocketConfig()
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// WithBaseURL sets the URL request paths are resolved against, e.g.
+// "https://api.example.com/v1/". Zero value: paths must be absolute URLs.
+// The bearer token is only sent to this host (and WithAuthHosts).
+func WithBaseURL(u string) Option {
+	return optionFunc(func(c *config) error {
+		p, err := url.Parse(u)
+		if err != nil {
+			return fmt.Errorf("pigeon: WithBaseURL: %w", err)
+		}
+		if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
+			return fmt.Errorf("pigeon: WithBaseURL: %q is not an absolute http(s) URL", u)
+		}
+		c.baseURL = p
+		return nil
+	})
+}
+
+// WithStoreDir keeps the encrypted token store in dir (created 0700). Zero
+// value: os.UserConfigDir()/pigeon/default (see WithStoreName).
+func WithStoreDir(dir string) Option {
+	return optionFunc(func(c *config) error {
+		if dir == "" {
+			return errors.New("pigeon: WithStoreDir: empty directory")
+		}
+		c.storeDir = dir
+		return nil
+	})
+}
+
+// WithStoreName changes the name of the default store directory
+// (os.UserConfigDir()/pigeon/NAME). Zero value: "default".
+func WithStoreName(name string) Option {
+	return optionFunc(func(c *config) error {
+		if name == "" || name == "." || name == ".." || containsSep(name) {
+			return fmt.Errorf("pigeon: WithStoreName: invalid name %q", name)
+		}
+		c.storeName = name
+		return nil
+	})
+}
+
+func containsSep(s string) bool {
+	for _, r := range s {
+		if r == '/' || r == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// WithEncryptionKey sets the store's AES key (16, 24 or 32 bytes). Zero
+// value: PIGEON_STORE_KEY (base64), else a key generated on first use into
+// a 0600 key file beside the data directory.
+func WithEncryptionKey(key []byte) Option {
+	return optionFunc(func(c *config) error {
+		switch len(key) {
+		case 16, 24, 32:
+		default:
+			return fmt.Errorf("pigeon: WithEncryptionKey: key must be 16, 24 or 32 bytes, got %d", len(key))
+		}
+		c.encryptionKey = append([]byte(nil), key...)
+		return nil
+	})
+}
+
+// WithInMemoryStore keeps tokens in memory only (tests, short-lived
+// programs). Zero value: the encrypted on-disk store.
+func WithInMemoryStore() Option {
+	return optionFunc(func(c *config) error { c.inMemory = true; return nil })
+}
+
+// WithLogger sets the logger for pigeon and its actor system. Zero value:
+// zap.NewNop(). Tokens never appear in log lines.
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(c *config) error {
+		if l != nil {
+			c.logger = l
+		}
+		return nil
+	})
+}
+
+// WithActorSystem spawns pigeon's actors in the caller's system (which the
+// caller shuts down, after Close). Zero value: pigeon creates its own,
+// logging into WithLogger's logger, and shuts it down on Close.
+func WithActorSystem(s *actor.ActorSystem) Option {
+	return optionFunc(func(c *config) error { c.system = s; return nil })
+}
+
+// WithHTTPClient sets the client whose Transport, Timeout, Jar and
+// CheckRedirect pigeon builds on (pigeon wraps the Transport; the given
+// client is not modified). Zero value: a private clone of
+// http.DefaultTransport, closed on Close.
+func WithHTTPClient(h *http.Client) Option {
+	return optionFunc(func(c *config) error { c.httpClient = h; return nil })
+}
+
+// WithHeaders sets default headers sent with every request (and in the
+// socket handshake) unless the request sets them. See UpdateHeaders.
+func WithHeaders(h map[string]string) Option {
+	return optionFunc(func(c *config) error {
+		if c.headers == nil {
+			c.headers = http.Header{}
+		}
+		for k, v := range h {
+			c.headers.Set(k, v)
+		}
+		return nil
+	})
+}
+
+// WithMiddleware adds an HTTP interceptor. Middleware runs inside the auth
+// layer: it sees the final request (with Authorization) and every replay.
+// The first middleware given is the outermost.
+func WithMiddleware(mw func(http.RoundTripper) http.RoundTripper) Option {
+	return optionFunc(func(c *config) error {
+		if mw == nil {
+			return errors.New("pigeon: WithMiddleware: nil middleware")
+		}
+		c.middleware = append(c.middleware, mw)
+		return nil
+	})
+}
+
+// WithRefreshTimeout bounds one token refresh, independent of any caller's
+// context. Zero value: 30s.
+func WithRefreshTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("pigeon: WithRefreshTimeout: %v is not positive", d)
+		}
+		c.refreshTimeout = d
+		return nil
+	})
+}
+
+// WithRefreshAhead sets the window before a known expiry in which one
+// background refresh starts. Zero value: 60s (never more than half the
+// token's lifetime).
+func WithRefreshAhead(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("pigeon: WithRefreshAhead: %v is not positive", d)
+		}
+		c.refreshAhead = d
+		return nil
+	})
+}
+
+// WithClock injects the clock (tests). Zero value: time.Now.
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(c *config) error {
+		if now == nil {
+			return errors.New("pigeon: WithClock: nil clock")
+		}
+		c.now = now
+		return nil
+	})
+}
+
+// WithInsecureHTTP allows sending bearer tokens over plain http:// to hosts
+// other than loopback. Zero value: refused.
+func WithInsecureHTTP() Option {
+	return optionFunc(func(c *config) error { c.allowInsecure = true; return nil })
+}
+
+// WithAuthHosts adds hosts ("host" or "host:port") that may receive the
+// bearer token besides the base URL's host. Zero value: with a base URL,
+// only its host; without one, the host each request starts at.
+func WithAuthHosts(hosts ...string) Option {
+	return optionFunc(func(c *config) error { c.authHosts = append(c.authHosts, hosts...); return nil })
+}
+
+// WithMaxResponseBytes bounds a response body read by the facade's verbs.
+// Zero value: 32 MiB.
+func WithMaxResponseBytes(n int64) Option {
+	return optionFunc(func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("pigeon: WithMaxResponseBytes: %d is not positive", n)
+		}
+		c.maxBody = n
+		return nil
+	})
+}
+
+// RequestOption configures one request.
+type RequestOption interface{ applyRequest(*http.Request) }
+
+type requestOptionFunc func(*http.Request)
+
+func (f requestOptionFunc) applyRequest(r *http.Request) { f(r) }
+
+// WithHeader sets a header on one request.
+func WithHeader(k, v string) RequestOption {
+	return requestOptionFunc(func(r *http.Request) { r.Header.Set(k, v) })
+}
+
+// WithQuery adds query parameters to one request.
+func WithQuery(q url.Values) RequestOption {
+	return requestOptionFunc(func(r *http.Request) {
+		cur := r.URL.Query()
+		for k, vs := range q {
+			for _, v := range vs {
+				cur.Add(k, v)
+			}
+		}
+		r.URL.RawQuery = cur.Encode()
+	})
+}

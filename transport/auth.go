@@ -1,0 +1,293 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/apppigeon/pigeon/messages"
+)
+
+// TokenSource gives the Transport the token to send and handles a refused
+// one. actors.TokenClient implements it. Implementations must be safe for
+// concurrent use.
+type TokenSource interface {
+	// Token returns the snapshot to send a request with; nil means no
+	// account (the request goes out without a bearer).
+	Token(ctx context.Context) (*messages.TokenSnapshot, error)
+	// Unauthorized reports that a request sent with s was refused and
+	// returns the token to replay it with.
+	Unauthorized(ctx context.Context, s *messages.TokenSnapshot) (*messages.TokenSnapshot, error)
+}
+
+// ErrInsecureBearer is returned when a bearer token would be sent over
+// plain http to a host that is not loopback (see Transport.AllowInsecure).
+var ErrInsecureBearer = errors.New("pigeon/transport: refusing to send a bearer token over plain http to a non-loopback host")
+
+// ReplayError is returned when a request was refused and a new token is
+// available, but the request cannot be replayed. Response is the refusal,
+// with its body buffered (readable, already detached from the connection).
+type ReplayError struct {
+	Err      error // messages.ErrBodyNotReplayable
+	Response *http.Response
+}
+
+func (e *ReplayError) Error() string {
+	return fmt.Sprintf("pigeon/transport: %v (server answered %s)", e.Err, e.Response.Status)
+}
+
+func (e *ReplayError) Unwrap() error { return e.Err }
+
+// Transport is an http.RoundTripper that authenticates requests with the
+// current account's token. When ShouldRefresh says a response refused the
+// token, it asks Tokens for a new one (one refresh for all concurrent
+// callers: that is the coordinator's job), then replays the request once
+// through Base with the new token. A replay is never refreshed again: a
+// second refusal is returned to the caller as is. Transport errors (no
+// response) are never replayed.
+//
+// A request that already carries an Authorization header is passed through
+// untouched. The bearer is attached only to the hosts the Transport trusts
+// and never to a redirect that leaves the original host.
+//
+// Transport is safe for concurrent use. Its fields must not change after
+// first use.
+type Transport struct {
+	// Base sends the requests (user middleware and the network). Zero
+	// value: http.DefaultTransport.
+	Base http.RoundTripper
+	// Tokens is required.
+	Tokens TokenSource
+	// ShouldRefresh says whether a response refused the token. Zero value:
+	// StatusCode == 401.
+	ShouldRefresh func(*http.Response) bool
+	// Headers returns default headers set on every request that does not
+	// set them itself. Zero value: none.
+	Headers func() http.Header
+	// Hosts are the hosts ("host" or "host:port", case-insensitive) the
+	// bearer may be sent to. Zero value: any host a request starts at (a
+	// redirect to another host never gets it).
+	Hosts []string
+	// AllowInsecure allows a bearer over plain http to non-loopback hosts.
+	// Zero value: refused with ErrInsecureBearer.
+	AllowInsecure bool
+	// Life, when it ends, makes new requests fail with Err and cancels
+	// requests in flight. Zero value: never ends.
+	Life context.Context
+	// Err is the error for requests after Done. Zero value: messages.ErrClosed.
+	Err error
+	// MaxRefusalBody bounds how much of a refused response's body is kept
+	// for the caller. Zero value: 1 MiB.
+	MaxRefusalBody int64
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base != nil {
+		return t.Base
+	}
+	return http.DefaultTransport
+}
+
+func (t *Transport) closedErr() error {
+	if t.Err != nil {
+		return t.Err
+	}
+	return messages.ErrClosed
+}
+
+// RoundTrip implements http.RoundTripper. It does not modify req.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	var stop func() bool
+	var cancel context.CancelCauseFunc
+	if t.Life != nil {
+		if t.Life.Err() != nil {
+			closeBody(req)
+			return nil, t.closedErr()
+		}
+		ctx, cancel = context.WithCancelCause(ctx)
+		closed := t.closedErr()
+		stop = context.AfterFunc(t.Life, func() { cancel(closed) })
+	}
+	resp, err := t.roundTrip(ctx, req)
+	if cancel == nil {
+		return resp, err
+	}
+	if err != nil {
+		stop()
+		closedNow := t.Life.Err() != nil && req.Context().Err() == nil
+		cancel(nil)
+		if closedNow {
+			return nil, fmt.Errorf("%w (%v)", t.closedErr(), err)
+		}
+		return nil, err
+	}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { stop(); cancel(nil) }}
+	return resp, nil
+}
+
+func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Authorization") != "" {
+		out := req.WithContext(ctx)
+		t.setDefaults(out, false)
+		return t.base().RoundTrip(out)
+	}
+	attach := t.mayAttach(req)
+	var snap *messages.TokenSnapshot
+	if attach {
+		s, err := t.Tokens.Token(ctx)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		snap = s
+	}
+	if snap != nil && !t.AllowInsecure && insecure(req) {
+		closeBody(req)
+		return nil, fmt.Errorf("%w: %s", ErrInsecureBearer, req.URL.Host)
+	}
+	out := req.Clone(ctx)
+	t.setDefaults(out, true)
+	if snap != nil {
+		out.Header.Set("Authorization", "Bearer "+string(snap.AccessToken))
+	}
+	resp, err := t.base().RoundTrip(out)
+	if err != nil || snap == nil || !t.shouldRefresh(resp) {
+		return resp, err
+	}
+	refusal := bufferResponse(resp, t.MaxRefusalBody)
+	next, err := t.Tokens.Unauthorized(ctx, snap)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return nil, &ReplayError{Err: messages.ErrBodyNotReplayable, Response: refusal}
+	}
+	replay := req.Clone(ctx)
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, &ReplayError{Err: fmt.Errorf("%w: GetBody: %w", messages.ErrBodyNotReplayable, err), Response: refusal}
+		}
+		replay.Body = body
+	}
+	t.setDefaults(replay, true)
+	replay.Header.Set("Authorization", "Bearer "+string(next.AccessToken))
+	return t.base().RoundTrip(replay)
+}
+
+func (t *Transport) shouldRefresh(resp *http.Response) bool {
+	if t.ShouldRefresh != nil {
+		return t.ShouldRefresh(resp)
+	}
+	return resp.StatusCode == http.StatusUnauthorized
+}
+
+// setDefaults applies the default headers that the request does not set.
+// cloned says whether out.Header is already a private copy.
+func (t *Transport) setDefaults(out *http.Request, cloned bool) {
+	if t.Headers == nil {
+		return
+	}
+	h := t.Headers()
+	if len(h) == 0 {
+		return
+	}
+	if !cloned {
+		out.Header = out.Header.Clone()
+		if out.Header == nil {
+			out.Header = http.Header{}
+		}
+	}
+	for k, vs := range h {
+		if _, ok := out.Header[k]; !ok {
+			out.Header[k] = append([]string(nil), vs...)
+		}
+	}
+}
+
+// mayAttach reports whether the bearer may go with req: never to a
+// redirect that left the host the request chain started at, and only to
+// trusted hosts when Hosts is set.
+func (t *Transport) mayAttach(req *http.Request) bool {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	if first != req && !strings.EqualFold(first.URL.Host, req.URL.Host) {
+		return false
+	}
+	if len(t.Hosts) == 0 {
+		return true
+	}
+	host := req.URL.Host
+	for _, h := range t.Hosts {
+		if strings.EqualFold(h, host) || strings.EqualFold(h, req.URL.Hostname()) {
+			return true
+		}
+	}
+	return false
+}
+
+func insecure(req *http.Request) bool {
+	if req.URL.Scheme != "http" && req.URL.Scheme != "ws" {
+		return false
+	}
+	return !IsLoopback(req.URL.Hostname())
+}
+
+// IsLoopback reports whether host names the local machine (localhost or a
+// loopback IP).
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// bufferResponse reads (up to max) and closes resp's body, returning resp
+// with the buffered body, so the connection is reused and the caller can
+// still read what the server said.
+func bufferResponse(resp *http.Response, max int64) *http.Response {
+	if max <= 0 {
+		max = 1 << 20
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, max))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp
+}
+
+// releaseBody runs release once when the body is closed.
+type releaseBody struct {
+	io.ReadCloser
+	release func()
+	done    bool
+}
+
+func (b *releaseBody) Close() error {
+	err := b.ReadCloser.Close()
+	if !b.done {
+		b.done = true
+		b.release()
+	}
+	return err
+}
