@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/examples/backend"
+)
+
+const httpCallers = 64
+
+func tunedTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 2 * httpCallers
+	t.MaxIdleConnsPerHost = 2 * httpCallers
+	return t
+}
+
+// BenchmarkHTTPGet compares 64 concurrent callers doing authenticated GETs
+// through the facade with the raw baseline: a plain net/http client, tuned
+// for the same concurrency, sending the same bearer to the same loopback
+// server.
+func BenchmarkHTTPGet(b *testing.B) {
+	be := backend.New()
+	defer be.Close()
+	srv := httptest.NewServer(be)
+	defer srv.Close()
+	tok, err := be.CreateUser("bench@example.com", "pw")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("baseline=net/http", func(b *testing.B) {
+		tr := tunedTransport()
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr}
+		b.SetParallelism(httpCallers / max(1, runtimeProcs()))
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL+"/echo", nil)
+				req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+				req.Header.Set("Accept", "application/json")
+				resp, err := c.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		})
+	})
+	b.Run("pigeon=Get", func(b *testing.B) {
+		tr := tunedTransport()
+		defer tr.CloseIdleConnections()
+		p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithInMemoryStore(),
+			pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		if err := p.SaveNewAuth(context.Background(), pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+			b.Fatal(err)
+		}
+		b.SetParallelism(httpCallers / max(1, runtimeProcs()))
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				if _, err := p.Get(ctx, "/echo"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkRefreshStorm sends 1000 concurrent requests per iteration: with
+// a valid token (baseline) and with a token the server has expired (storm:
+// every request gets 401, exactly one refresh runs, all 1000 replay).
+func BenchmarkRefreshStorm(b *testing.B) {
+	const n = 1000
+	for _, storm := range []bool{false, true} {
+		name := "baseline=valid-token"
+		if storm {
+			name = "pigeon=expired-token"
+		}
+		b.Run(name, func(b *testing.B) {
+			be := backend.New()
+			defer be.Close()
+			srv := httptest.NewServer(be)
+			defer srv.Close()
+			tr := tunedTransport()
+			tr.MaxIdleConnsPerHost = n
+			tr.MaxIdleConns = n
+			defer tr.CloseIdleConnections()
+			p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithInMemoryStore(),
+				pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			ctx := context.Background()
+			tok, err := be.CreateUser("storm@example.com", "pw")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				if i > 0 {
+					if tok, err = be.IssueTokens(tok.UID); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := p.SaveNewAuth(ctx, pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+					b.Fatal(err)
+				}
+				if storm {
+					be.ExpireAccessToken(tok.AccessToken)
+				}
+				before := be.Stats().RefreshCalls
+				b.StartTimer()
+				var wg sync.WaitGroup
+				errs := make(chan error, n)
+				for j := 0; j < n; j++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := p.Get(ctx, "/echo"); err != nil {
+							errs <- err
+						}
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				want := int64(0)
+				if storm {
+					want = 1
+				}
+				if got := be.Stats().RefreshCalls - before; got != want {
+					b.Fatalf("refresh calls = %d, want %d", got, want)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
