@@ -149,7 +149,9 @@ func (g *GhostPigeon) Close() error {
 // ghostTokens serves the optional bearer to the transport.
 type ghostTokens struct{ g *GhostPigeon }
 
-func (t ghostTokens) Token(context.Context) (*messages.TokenSnapshot, error) { return t.g.token.Load(), nil }
+func (t ghostTokens) Token(context.Context) (*messages.TokenSnapshot, error) {
+	return t.g.token.Load(), nil
+}
 func (t ghostTokens) Unauthorized(context.Context, *messages.TokenSnapshot) (*messages.TokenSnapshot, error) {
 	return nil, errors.New("pigeon: ghost clients do not refresh")
 }
