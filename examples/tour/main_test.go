@@ -1,0 +1,34 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestTour runs the whole tour as `go run ./examples/tour` does and checks
+// that it completes and says what it promised.
+func TestTour(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, &out); err != nil {
+		t.Fatalf("tour failed: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"refresh calls counted by the server: 1",
+		"→ /login?continue=%2Fapp%2Fprofile%3Ftab%3Dsecurity",
+		"LogOut → mode: ghost",
+		"every step behaved as described",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("tour output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

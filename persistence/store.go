@@ -1,0 +1,182 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/apppigeon/pigeon/messages"
+)
+
+// State is everything a Store holds.
+type State struct {
+	Records []messages.AuthRecord // sorted by UID
+	Current string                // UID of the current account; "" = none
+}
+
+// Change is one atomic, durable change.
+//
+// A Change is applied as a whole or not at all. Put and Delete must not
+// name the same UID, and neither may hold an empty UID (ErrInvalidChange).
+// Deleting a UID that is not stored is not an error. Deleting the current
+// account without naming a new one in SetCurrent leaves no current account,
+// so State.Current always names a stored record or is "".
+type Change struct {
+	Put        []messages.AuthRecord // complete records to write (replace by UID)
+	Delete     []string              // UIDs to remove
+	SetCurrent *string               // nil = unchanged; pointer to "" = no current account
+}
+
+// Store holds pigeon's account records and the current-account pointer.
+//
+// Both implementations in this package (BadgerStore, MemoryStore) are safe
+// for concurrent use by multiple goroutines; an implementation of your own
+// must be too. Records go in and come out as deep copies: a caller may
+// change what it passed to Apply or got from Load without affecting the
+// store.
+type Store interface {
+	// Load returns the stored state (records deep-copied).
+	Load(ctx context.Context) (State, error)
+	// Apply writes ch in one transaction, synced to disk before it returns.
+	// Setting Current to a UID that is neither stored nor in ch.Put is an error (ErrUnknownAccount), nothing written.
+	Apply(ctx context.Context, ch Change) error
+	// Close releases the store; later calls return messages.ErrClosed. Idempotent.
+	Close() error
+}
+
+// Compile-time interface checks.
+var (
+	_ Store = (*BadgerStore)(nil)
+	_ Store = (*MemoryStore)(nil)
+)
+
+// Sentinel errors of this package. errors.Is matches them through every
+// wrapper the package adds.
+var (
+	// ErrUnknownAccount: Change.SetCurrent names a UID that is neither
+	// stored (and kept) nor in Change.Put. Nothing was written.
+	ErrUnknownAccount = errors.New("pigeon/persistence: unknown account")
+	// ErrInvalidChange: a Change is malformed (empty UID, a UID both put and
+	// deleted). Nothing was written.
+	ErrInvalidChange = errors.New("pigeon/persistence: invalid change")
+	// ErrWrongKey: the store's directory was encrypted with another key (or
+	// not encrypted, or encrypted while encryption is disabled). The error
+	// names the directory.
+	ErrWrongKey = errors.New("pigeon/persistence: wrong encryption key")
+	// ErrInvalidKey: an encryption key is malformed: not 16, 24 or 32 bytes,
+	// or not valid base64 (PIGEON_STORE_KEY, key file).
+	ErrInvalidKey = errors.New("pigeon/persistence: invalid encryption key")
+	// ErrLocked: the store's directory is held by another open store
+	// (another process, or another OpenBadger in this one).
+	ErrLocked = errors.New("pigeon/persistence: store directory is locked")
+	// ErrCorrupt: a stored value cannot be decoded. See DecodeError.
+	ErrCorrupt = errors.New("pigeon/persistence: corrupt stored value")
+)
+
+// DecodeError reports a stored value that cannot be decoded. It matches
+// ErrCorrupt with errors.Is and unwraps to the cause. Nothing is skipped
+// silently: Load fails as a whole. Safe for concurrent reads.
+type DecodeError struct {
+	Key string // the badger key, e.g. "rec/<uid>"
+	Err error  // the cause
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("pigeon/persistence: cannot decode stored value %q: %v", e.Key, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrCorrupt.
+func (e *DecodeError) Is(target error) bool { return target == ErrCorrupt }
+
+// plan is a validated Change: what to write, and the new current pointer.
+type plan struct {
+	put        []messages.AuthRecord // deep copies, last write per UID wins, sorted by UID
+	del        []string
+	setCurrent bool   // whether the current pointer changes
+	current    string // the new current pointer when setCurrent
+}
+
+// view is what planning needs to know about the stored state.
+type view interface {
+	has(uid string) (bool, error)
+	current() (string, error)
+}
+
+// makePlan validates ch against the stored state v and returns what to write.
+func makePlan(ch Change, v view) (plan, error) {
+	var p plan
+	puts := make(map[string]messages.AuthRecord, len(ch.Put))
+	for _, r := range ch.Put {
+		if r.UID == "" {
+			return plan{}, fmt.Errorf("%w: a record in Put has an empty UID", ErrInvalidChange)
+		}
+		for _, t := range []time.Time{r.ExpiresAt, r.IssuedAt} {
+			if y := t.Year(); y < 0 || y > 9999 {
+				return plan{}, fmt.Errorf("%w: record %q has a time outside years 0-9999", ErrInvalidChange, r.UID)
+			}
+		}
+		puts[r.UID] = cloneRecord(r)
+	}
+	dels := make(map[string]bool, len(ch.Delete))
+	for _, uid := range ch.Delete {
+		if uid == "" {
+			return plan{}, fmt.Errorf("%w: Delete holds an empty UID", ErrInvalidChange)
+		}
+		if _, ok := puts[uid]; ok {
+			return plan{}, fmt.Errorf("%w: UID %q is both put and deleted", ErrInvalidChange, uid)
+		}
+		if !dels[uid] {
+			dels[uid] = true
+			p.del = append(p.del, uid)
+		}
+	}
+	for _, r := range puts {
+		p.put = append(p.put, r)
+	}
+	sort.Slice(p.put, func(i, j int) bool { return p.put[i].UID < p.put[j].UID })
+	sort.Strings(p.del)
+
+	switch {
+	case ch.SetCurrent != nil && *ch.SetCurrent == "":
+		p.setCurrent, p.current = true, ""
+	case ch.SetCurrent != nil:
+		uid := *ch.SetCurrent
+		ok := false
+		if _, put := puts[uid]; put {
+			ok = true
+		} else if !dels[uid] {
+			stored, err := v.has(uid)
+			if err != nil {
+				return plan{}, err
+			}
+			ok = stored
+		}
+		if !ok {
+			return plan{}, fmt.Errorf("%w: cannot make %q current: no such account", ErrUnknownAccount, uid)
+		}
+		p.setCurrent, p.current = true, uid
+	case len(dels) > 0:
+		cur, err := v.current()
+		if err != nil {
+			return plan{}, err
+		}
+		if cur != "" && dels[cur] {
+			p.setCurrent, p.current = true, ""
+		}
+	}
+	return p, nil
+}
+
+// cloneRecord deep-copies r and drops the monotonic clock reading of its
+// times, so a record compares the same before and after a round trip.
+func cloneRecord(r messages.AuthRecord) messages.AuthRecord {
+	r = r.Clone()
+	r.ExpiresAt = r.ExpiresAt.Round(0)
+	r.IssuedAt = r.IssuedAt.Round(0)
+	return r
+}
