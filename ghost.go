@@ -2,11 +2,15 @@ package pigeon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
 
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/apppigeon/pigeon/actors"
 	"github.com/apppigeon/pigeon/messages"
 	"github.com/apppigeon/pigeon/transport"
 )
@@ -26,6 +30,8 @@ type GhostPigeon struct {
 	lifeCancel context.CancelCauseFunc
 	closeOnce  sync.Once
 	sock       *socketHolder
+	system     *actor.ActorSystem
+	ownSystem  bool
 }
 
 var _ AppPigeon = (*GhostPigeon)(nil)
@@ -50,7 +56,16 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 		AllowInsecure: cfg.allowInsecure,
 		Life:          g.life,
 	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
-	g.sock = newSocketHolder(socketEnv{headers: g.socketHeaders})
+	g.system = cfg.system
+	if g.system == nil {
+		g.system = actors.NewSystem(cfg.logger)
+		g.ownSystem = true
+	}
+	g.sock = newSocketHolder(socketEnv{
+		system: g.system, logger: cfg.logger, cfg: cfg.socket,
+		headers: func(ctx context.Context, _ http.Header) (http.Header, error) { return g.socketHeaders(ctx) },
+		current: func() http.Header { h, _ := g.socketHeaders(context.Background()); return h },
+	})
 	return g, nil
 }
 
@@ -112,23 +127,33 @@ func (g *GhostPigeon) Delete(ctx context.Context, path string, opts ...RequestOp
 	return g.http.do(ctx, http.MethodDelete, path, nil, opts)
 }
 
-// SocketInit is not available yet.
+// SocketInit opens the ghost's socket like AuthorizedPigeon.SocketInit;
+// Token "" uses the SetAuthToken bearer (if any).
 func (g *GhostPigeon) SocketInit(ctx context.Context, sp SocketConnectParams) error {
-	return ErrSocketNotInitialized
+	if g.life.Err() != nil {
+		return ErrClosed
+	}
+	return g.sock.init(ctx, sp)
 }
 
-// Listen is not available yet.
+// Listen receives every event named event on the socket.
 func (g *GhostPigeon) Listen(ctx context.Context, event string) (*Subscription, error) {
-	return nil, ErrSocketNotInitialized
+	return g.sock.listen(ctx, event)
 }
 
-// Emit is not available yet.
+// Emit sends event with data on the socket.
 func (g *GhostPigeon) Emit(ctx context.Context, event string, data any) error {
-	return ErrSocketNotInitialized
+	_, err := g.sock.emit(ctx, event, data, false)
+	return err
 }
 
-// DisconnectSocket is not available yet.
-func (g *GhostPigeon) DisconnectSocket() error { return ErrSocketNotInitialized }
+// EmitWithAck is Emit that waits for the server's acknowledgement.
+func (g *GhostPigeon) EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error) {
+	return g.sock.emit(ctx, event, data, true)
+}
+
+// DisconnectSocket closes the socket. Idempotent.
+func (g *GhostPigeon) DisconnectSocket() error { return g.sock.disconnect() }
 
 // Close disposes the client; later calls return ErrClosed.
 func (g *GhostPigeon) Close() error {
@@ -136,6 +161,9 @@ func (g *GhostPigeon) Close() error {
 	g.closeOnce.Do(func() {
 		g.lifeCancel(ErrClosed)
 		g.sock.close()
+		if g.ownSystem {
+			g.system.Shutdown()
+		}
 		if g.ownBase {
 			if t, ok := g.base.(interface{ CloseIdleConnections() }); ok {
 				t.CloseIdleConnections()

@@ -1,0 +1,110 @@
+package pigeon_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/examples/backend"
+)
+
+func wsURL(e *env) string { return "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws" }
+
+// TestSocket_ChatAuthorizedAndGhost: an authorized user and a ghost share
+// the universal room over real websockets to the example backend.
+func TestSocket_ChatAuthorizedAndGhost(t *testing.T) {
+	e := newEnv(t, envConfig{noClock: true})
+	e.login("chat@example.com")
+	ctx := ctxT(t)
+	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := e.p.Listen(ctx, "message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	g := newGhost(t, e)
+	gt, err := e.be.CreateUser("casper@example.com", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.SetAuthToken(gt.AccessToken)
+	if err := g.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
+		t.Fatal(err)
+	}
+	gsub, err := g.Listen(ctx, "message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.EmitWithAck(ctx, "message", map[string]string{"text": "boo"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan pigeon.Event{sub.C, gsub.C} {
+		select {
+		case ev := <-c:
+			var m struct{ Text string }
+			_ = json.Unmarshal(ev.Data, &m)
+			if ev.Name != "message" || !strings.Contains(string(ev.Data), "boo") {
+				t.Fatalf("event %+v", ev)
+			}
+		case <-ctx.Done():
+			t.Fatal("no event")
+		}
+	}
+	if err := g.DisconnectSocket(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-gsub.C; ok {
+		t.Fatal("ghost subscription still open after DisconnectSocket")
+	}
+	if !errors.Is(gsub.Err(), pigeon.ErrClosed) {
+		t.Fatalf("gsub.Err = %v", gsub.Err())
+	}
+	if err := g.Emit(ctx, "message", "x"); !errors.Is(err, pigeon.ErrSocketNotInitialized) {
+		t.Fatalf("Emit after disconnect = %v", err)
+	}
+}
+
+// TestRefreshRow24_SocketGetsUpdateWithoutReconnect: a token refresh while
+// the socket is connected reaches it as an `update` frame on the same
+// connection.
+func TestRefreshRow24_SocketGetsUpdateWithoutReconnect(t *testing.T) {
+	e := newEnv(t, envConfig{noClock: true})
+	tok := e.login("live@example.com")
+	ctx := ctxT(t)
+	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := e.p.Listen(ctx, "message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	before := e.be.Stats()
+	e.be.ExpireAccessToken(tok.AccessToken)
+	if _, err := e.p.Get(ctx, "/echo"); err != nil { // 401 → refresh
+		t.Fatal(err)
+	}
+	// The update is acked before a later emit on the same connection is: an
+	// acked emit after the refresh proves ordering without polling.
+	if err := e.p.Emit(ctx, "message", map[string]string{"text": "after"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sub.C:
+	case <-ctx.Done():
+		t.Fatal("no event after refresh")
+	}
+	after := e.be.Stats()
+	if after.UpdateAcks-before.UpdateAcks != 1 {
+		t.Fatalf("update acks = %d, want 1", after.UpdateAcks-before.UpdateAcks)
+	}
+	if after.WSTotal != before.WSTotal || after.InitFrames != before.InitFrames {
+		t.Fatalf("reconnected: connections %d→%d, inits %d→%d", before.WSTotal, after.WSTotal, before.InitFrames, after.InitFrames)
+	}
+	var _ = backend.Tokens{}
+}
