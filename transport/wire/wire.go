@@ -1,14 +1,8 @@
-// Package wire holds pigeon's websocket wire codecs: pigeon.v1 (JSON
-// envelopes, pigeon's own protocol) and socket.io v4 over the Engine.IO
-// websocket transport. A codec is a pure translation between client-level
-// operations and websocket frames; it does no I/O and keeps no connection
-// state beyond what the protocol itself needs (socket.io's namespace).
-//
-// Codecs are safe for concurrent use unless their doc says otherwise.
 package wire
 
 import (
 	"encoding/json"
+	"github.com/apppigeon/pigeon/messages"
 	"net/http"
 )
 
@@ -17,7 +11,9 @@ import (
 type MessageType int
 
 const (
-	TextMessage   MessageType = 1
+	// TextMessage is a UTF-8 text frame.
+	TextMessage MessageType = 1
+	// BinaryMessage is a binary frame.
 	BinaryMessage MessageType = 2
 )
 
@@ -29,10 +25,7 @@ type Frame struct {
 
 // Position is a channel's stream position: the server's epoch and the last
 // sequence number seen in it. The zero value means "nothing seen".
-type Position struct {
-	Epoch string `json:"epoch"`
-	Seq   uint64 `json:"seq"`
-}
+type Position = messages.Position
 
 // Op is a client-level operation to encode. Exactly one of the concrete
 // types below.
@@ -79,13 +72,22 @@ type Ping struct{ T int64 }
 // Pong answers a server ping (Engine.IO `3`).
 type Pong struct{}
 
-func (Init) isOp()   {}
-func (Update) isOp() {}
-func (Join) isOp()   {}
-func (Leave) isOp()  {}
-func (Emit) isOp()   {}
-func (Ping) isOp()   {}
-func (Pong) isOp()   {}
+// EventAck answers a server Event that asked for an ack (socket.io
+// `43<id>[...]`). Data is the JSON array of ack arguments; nil sends `[]`.
+// pigeon.v1 has no server-side acks and encodes nothing for it.
+type EventAck struct {
+	ID   string
+	Data json.RawMessage
+}
+
+func (Init) isOp()     {}
+func (Update) isOp()   {}
+func (Join) isOp()     {}
+func (Leave) isOp()    {}
+func (Emit) isOp()     {}
+func (Ping) isOp()     {}
+func (Pong) isOp()     {}
+func (EventAck) isOp() {}
 
 // Msg is a decoded server frame. Exactly one of the concrete types below.
 type Msg interface{ isMsg() }
@@ -113,7 +115,10 @@ type Ack struct {
 	Channel   string
 	Position  Position
 	Recovered bool
-	Data      json.RawMessage // socket.io ack arguments (a JSON array); pigeon.v1: the raw payload
+	// Data is pigeon.v1's raw ack payload; for socket.io the ack's first
+	// argument, or a JSON array of all of them when there are several
+	// (null when there are none).
+	Data json.RawMessage
 }
 
 // Event is an event pushed by the server.
@@ -121,8 +126,11 @@ type Event struct {
 	Channel  string
 	Event    string
 	Position Position // zero when the protocol has no positions (socket.io)
-	Data     json.RawMessage
-	AckID    string // socket.io: the server asks for an ack with this id; "" = none
+	// Data is pigeon.v1's payload.data; for socket.io the event's first
+	// argument, or a JSON array of all of them when there are several
+	// (null when there are none).
+	Data  json.RawMessage
+	AckID string // socket.io: the server asks for an ack with this id; "" = none
 }
 
 // Error is a server error, answering ID when non-empty.
@@ -166,6 +174,11 @@ type Codec interface {
 	// Decode turns one received frame into zero or more messages. Any
 	// malformed input is an error of type *DecodeError; Decode never panics.
 	Decode(f Frame) ([]Msg, error)
+	// ExpectsReply reports whether the server answers op with an Ack (or
+	// InitAck) or an Error carrying op's ID. A client arms an ack timer
+	// only for such ops. pigeon.v1 answers every op with an ID except
+	// Ping; socket.io answers Init and Emits with an ID.
+	ExpectsReply(op Op) bool
 }
 
 // DecodeError is returned by Decode for a malformed frame.

@@ -1,0 +1,197 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/apppigeon/pigeon/messages"
+	"github.com/apppigeon/pigeon/transport/wire"
+	"github.com/apppigeon/pigeon/transport/ws"
+)
+
+// SocketConfig defaults.
+const (
+	DefaultSocketListenerQueue = 256
+	DefaultSocketBufferCount   = 64
+	DefaultSocketBufferBytes   = 1 << 20
+	DefaultSocketAckTimeout    = 10 * time.Second
+	DefaultSocketPingInterval  = 25 * time.Second
+	DefaultSocketPingGrace     = 10 * time.Second
+	DefaultSocketHeaderTimeout = 10 * time.Second
+)
+
+// SocketDirection says which way an intercepted frame travels.
+type SocketDirection int
+
+const (
+	// SocketInbound: a frame received from the server, before decoding.
+	SocketInbound SocketDirection = iota
+	// SocketOutbound: a frame about to be written, after encoding.
+	SocketOutbound
+)
+
+// SocketInterceptor sees every data frame in and out and may change it
+// (return a different frame) or drop it (return false). It runs inside the
+// SocketConn actor: it must be fast and must not block. It is called by one
+// goroutine at a time.
+type SocketInterceptor func(dir SocketDirection, f wire.Frame) (wire.Frame, bool)
+
+// HeaderSource returns the headers for the next handshake/init. It is
+// called off the actor's mailbox before every dial. rejected non-nil means
+// the server rejected those headers (close 4003, init rejected, HTTP
+// 401/403 handshake): return fresh ones (refresh the token). An error
+// wrapping messages.ErrSessionExpired, ErrNoAuth or ErrLoggedOut is
+// terminal; any other error is retried with backoff.
+type HeaderSource func(ctx context.Context, rejected http.Header) (http.Header, error)
+
+// SocketConfig configures one SocketConn actor. Copy semantics: the actor
+// keeps its own copy; slices and maps must not be changed after
+// NewSocketConnProps.
+type SocketConfig struct {
+	// URL is the connect URL (ws, wss, http or https). Required.
+	URL string
+	// Codec speaks the wire protocol. Zero value means wire.ForURL(URL): a
+	// path containing "/socket.io" speaks socket.io v4, anything else
+	// pigeon.v1.
+	Codec wire.Codec
+	// Lazy: dial on the first Listen or Emit, and leave + close after the
+	// last listener leaves (after Linger). Zero value (false) means eager:
+	// dial as soon as the actor starts and stay connected until Disconnect.
+	Lazy bool
+	// Headers is the header source called before every dial. Zero value
+	// means InitialHeaders plus whatever UpdateHeaders delivered.
+	Headers HeaderSource
+	// InitialHeaders are the headers until Headers or UpdateHeaders provide
+	// others. Zero value: none.
+	InitialHeaders http.Header
+	// HeaderTimeout bounds one Headers call. Zero value means 10s.
+	HeaderTimeout time.Duration
+	// JoinID is the channel joined after every init_ack (socket.io: the
+	// join event's argument). Zero value: join nothing.
+	JoinID string
+	// ListenerQueue is each listener's queue capacity. Zero value means
+	// 256.
+	ListenerQueue int
+	// Overflow is the policy of a full listener queue. Zero value means
+	// messages.OverflowDropOldest.
+	Overflow messages.OverflowPolicy
+	// BufferCount and BufferBytes bound the emits buffered while
+	// disconnected (count and total Data bytes). Zero values mean 64 and
+	// 1 MiB.
+	BufferCount int
+	BufferBytes int
+	// AckTimeout bounds every request that expects a server reply (init,
+	// join, update, acked emits). Zero value means 10s.
+	AckTimeout time.Duration
+	// Linger is how long a lazy connection stays open after its last
+	// listener left. Zero value means close at once.
+	Linger time.Duration
+	// PingInterval is the keep-alive interval: a pigeon.v1 client pings
+	// every interval, and without any server traffic for
+	// PingInterval+PingGrace the connection is considered lost. A server
+	// value (init_ack pingIntervalMs, Engine.IO open pingInterval /
+	// pingTimeout) overrides. Zero values mean 25s and 10s.
+	PingInterval time.Duration
+	PingGrace    time.Duration
+	// BackoffBase and BackoffMax bound the reconnect delay: attempt n waits
+	// uniformly in [0, min(max, base·2ⁿ)]. Zero values mean 200ms and 20s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// MaxReconnectAttempts ends reconnecting with ErrReconnectExhausted
+	// after that many consecutive failed attempts. Zero value: unlimited.
+	MaxReconnectAttempts int
+	// Clock drives every timer. Zero value means ws.RealClock().
+	Clock ws.Clock
+	// Rand is the backoff jitter source (only the actor uses it). Zero
+	// value means a randomly seeded one.
+	Rand *rand.Rand
+	// Logger receives the actor's logs. Zero value means zap.NewNop().
+	Logger *zap.Logger
+	// Interceptors see every frame in and out, in order. Zero value: none.
+	Interceptors []SocketInterceptor
+	// Dial configures the websocket dial (handshake timeout, read limit,
+	// net dialer). Header and Subprotocols are set by the actor from the
+	// header source and the codec. Zero value: ws defaults (10s handshake,
+	// 1 MiB read limit).
+	Dial ws.DialConfig
+	// WriteTimeout is the deadline of every write. Zero value means 10s.
+	WriteTimeout time.Duration
+	// WriteQueue bounds frames waiting for the writer goroutine. Zero value
+	// means 256.
+	WriteQueue int
+}
+
+// Validate reports a configuration the actor cannot run with.
+func (c SocketConfig) Validate() error {
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("pigeon/actors: socket: URL is required"))
+	} else {
+		codec := c.Codec
+		if codec == nil {
+			codec = wire.ForURL(c.URL)
+		}
+		if _, err := codec.DialURL(c.URL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	neg := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, errors.New("pigeon/actors: socket: negative "+name))
+		}
+	}
+	neg("ListenerQueue", int64(c.ListenerQueue))
+	neg("BufferCount", int64(c.BufferCount))
+	neg("BufferBytes", int64(c.BufferBytes))
+	neg("AckTimeout", int64(c.AckTimeout))
+	neg("Linger", int64(c.Linger))
+	neg("PingInterval", int64(c.PingInterval))
+	neg("PingGrace", int64(c.PingGrace))
+	neg("MaxReconnectAttempts", int64(c.MaxReconnectAttempts))
+	neg("HeaderTimeout", int64(c.HeaderTimeout))
+	if c.Overflow < messages.OverflowDropOldest || c.Overflow > messages.OverflowClose {
+		errs = append(errs, errors.New("pigeon/actors: socket: unknown Overflow policy"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c SocketConfig) withDefaults() SocketConfig {
+	if c.Codec == nil {
+		c.Codec = wire.ForURL(c.URL)
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = DefaultSocketHeaderTimeout
+	}
+	if c.ListenerQueue == 0 {
+		c.ListenerQueue = DefaultSocketListenerQueue
+	}
+	if c.BufferCount == 0 {
+		c.BufferCount = DefaultSocketBufferCount
+	}
+	if c.BufferBytes == 0 {
+		c.BufferBytes = DefaultSocketBufferBytes
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultSocketAckTimeout
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultSocketPingInterval
+	}
+	if c.PingGrace == 0 {
+		c.PingGrace = DefaultSocketPingGrace
+	}
+	if c.Clock == nil {
+		c.Clock = ws.RealClock()
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	c.InitialHeaders = c.InitialHeaders.Clone()
+	c.Interceptors = append([]SocketInterceptor(nil), c.Interceptors...)
+	return c
+}
