@@ -15,7 +15,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/actors"
+	"github.com/apppigeon/pigeon/messages"
 )
 
 // benchWS is a minimal pigeon.v1 server for the socket benchmarks: it
@@ -277,10 +281,11 @@ func heapInUse() uint64 {
 	return m.HeapInuse
 }
 
-// BenchmarkSocketIdleMemory: heap per idle, connected client with 1000
-// connections, pigeon against plain gorilla connections (client side
-// only: the server's memory is measured in the baseline too and
-// subtracted by running both against the same server).
+// BenchmarkSocketIdleMemory: heap per idle connection with 1000 connected
+// (init acked, channel joined) connections: SocketConn actors in one actor
+// system against plain gorilla connections. Both run against the same
+// in-process server, so the server's per-connection memory is in both
+// figures.
 func BenchmarkSocketIdleMemory(b *testing.B) {
 	const conns = 1000
 	s := newBenchWS()
@@ -299,17 +304,26 @@ func BenchmarkSocketIdleMemory(b *testing.B) {
 			}
 		}
 	})
-	b.Run("pigeon=GhostPigeon", func(b *testing.B) {
+	b.Run("pigeon=SocketConn", func(b *testing.B) {
+		system := actors.NewSystem(nil)
+		defer system.Shutdown()
+		ctx := context.Background()
 		for i := 0; i < b.N; i++ {
 			before := heapInUse()
-			cs := make([]*pigeon.GhostPigeon, conns)
-			for j := range cs {
-				cs[j] = newSocketClient(b, s.url())
+			pids := make([]*actor.PID, conns)
+			for j := range pids {
+				pids[j] = system.Root.Spawn(actors.NewSocketConnProps(actors.SocketConfig{
+					URL: s.url(), JoinID: "room", InitialHeaders: http.Header{"Authorization": {"Bearer x"}},
+				}))
+				if _, err := actors.AskAs[*messages.Connected](ctx, system, pids[j], &messages.Connect{}); err != nil {
+					b.Fatal(err)
+				}
 			}
 			after := heapInUse()
 			b.ReportMetric(float64(after-before)/conns, "B/conn")
-			for _, c := range cs {
-				_ = c.Close()
+			for _, pid := range pids {
+				_, _ = actors.Ask(ctx, system, pid, &messages.Disconnect{})
+				_ = actors.StopAndWait(ctx, system, pid)
 			}
 		}
 	})
