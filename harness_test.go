@@ -1,7 +1,9 @@
 package pigeon_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,6 +53,9 @@ type env struct {
 	srv   *httptest.Server
 	p     *pigeon.AuthorizedPigeon
 	clock *fakeClock
+	// opts and refresher rebuild the client (reopen).
+	opts      []pigeon.Option
+	refresher pigeon.RefreshTokenManager
 	// seen records the bearer of every request to /echo, in order.
 	mu   sync.Mutex
 	seen []string
@@ -60,9 +65,21 @@ type envConfig struct {
 	backend []backend.Option
 	pigeon  []pigeon.Option
 	// wrap may intercept requests before the backend sees them.
-	wrap      func(next http.Handler) http.Handler
+	wrap func(next http.Handler) http.Handler
+	// wrapEnv is wrap with the env (its backend and clock set; not yet
+	// its client), applied outside wrap.
+	wrapEnv   func(e *env, next http.Handler) http.Handler
 	refresher pigeon.RefreshTokenManager
-	noClock   bool
+	// refresherFor builds the refresher once the server runs (it wins
+	// over refresher).
+	refresherFor func(e *env) pigeon.RefreshTokenManager
+	noClock      bool
+	// storeDir, when set, keeps tokens in an encrypted badger store there
+	// (with key, or a fixed test key) instead of in memory.
+	storeDir string
+	key      []byte
+	// noBaseURL leaves WithBaseURL out: requests use absolute URLs.
+	noBaseURL bool
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -78,8 +95,19 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if cfg.wrap != nil {
 		h = cfg.wrap(h)
 	}
+	if cfg.wrapEnv != nil {
+		h = cfg.wrapEnv(e, h)
+	}
 	inner := h
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/auth/refresh" && r.Body != nil {
+			// Read the body now: net/http only notices a client that
+			// went away (cancelling r.Context(), which hooks wait on)
+			// once the body has been read.
+			b, _ := io.ReadAll(r.Body)
+			r = r.WithContext(r.Context())
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
 		if r.URL.Path == "/echo" {
 			e.mu.Lock()
 			e.seen = append(e.seen, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
@@ -90,25 +118,55 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(func() {
 		e.srv.CloseClientConnections()
+		e.be.Close() // ends refresh hooks still holding requests
 		e.srv.Close()
-		e.be.Close()
 	})
 	refresher := cfg.refresher
+	if cfg.refresherFor != nil {
+		refresher = cfg.refresherFor(e)
+	}
 	if refresher == nil {
 		refresher = pigeon.JSONRefresher{Path: "/auth/refresh"}
 	}
-	opts := append([]pigeon.Option{
-		pigeon.WithBaseURL(e.srv.URL),
-		pigeon.WithInMemoryStore(),
-		pigeon.WithLogger(zaptest.NewLogger(t)),
-	}, cfg.pigeon...)
-	p, err := pigeon.NewAuthorized(refresher, opts...)
-	if err != nil {
-		t.Fatal(err)
+	var opts []pigeon.Option
+	if !cfg.noBaseURL {
+		opts = append(opts, pigeon.WithBaseURL(e.srv.URL))
 	}
-	e.p = p
-	t.Cleanup(func() { _ = p.Close() })
+	if cfg.storeDir != "" {
+		key := cfg.key
+		if key == nil {
+			key = []byte("0123456789abcdef0123456789abcdef")
+		}
+		opts = append(opts, pigeon.WithStoreDir(cfg.storeDir), pigeon.WithEncryptionKey(key))
+	} else {
+		opts = append(opts, pigeon.WithInMemoryStore())
+	}
+	opts = append(opts, pigeon.WithLogger(zaptest.NewLogger(t)))
+	e.opts = append(opts, cfg.pigeon...)
+	e.refresher = refresher
+	e.p = e.newClient()
+	// Closes whichever client is current at the end (see reopen).
+	t.Cleanup(func() { _ = e.p.Close() })
 	return e
+}
+
+func (e *env) newClient() *pigeon.AuthorizedPigeon {
+	e.t.Helper()
+	p, err := pigeon.NewAuthorized(e.refresher, e.opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// reopen closes the client and opens a new one with the same options (on
+// the same store directory).
+func (e *env) reopen() {
+	e.t.Helper()
+	if err := e.p.Close(); err != nil {
+		e.t.Fatalf("close before reopen: %v", err)
+	}
+	e.p = e.newClient()
 }
 
 // login creates a user on the backend and saves its tokens in the client.
@@ -180,4 +238,96 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// barrier holds requests until n of them wait at once, then lets them and
+// every later one through. A request whose context ends gives up (false).
+type barrier struct {
+	n       int
+	mu      sync.Mutex
+	waiting int
+	open    chan struct{}
+}
+
+func newBarrier(n int) *barrier { return &barrier{n: n, open: make(chan struct{})} }
+
+func (b *barrier) wait(ctx context.Context) bool {
+	b.mu.Lock()
+	b.waiting++
+	if b.waiting == b.n {
+		close(b.open)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.open:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// hold parks the first request that match accepts until Release, and
+// reports on held when it is parked. Later requests pass.
+type hold struct {
+	match   func(r *http.Request) bool
+	held    chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	used    bool
+	once    sync.Once
+}
+
+func newHold(match func(r *http.Request) bool) *hold {
+	return &hold{match: match, held: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (h *hold) Release() { h.once.Do(func() { close(h.release) }) }
+
+func (h *hold) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		park := !h.used && h.match(r)
+		if park {
+			h.used = true
+		}
+		h.mu.Unlock()
+		if park {
+			h.held <- struct{}{}
+			select {
+			case <-h.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearerOf returns the bearer token of r ("" when none).
+func bearerOf(r *http.Request) string {
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+}
+
+// recv waits for one value of ch (failing the test when ctx ends first).
+func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("waiting: %v", ctx.Err())
+	}
+	var zero T
+	return zero
+}
+
+// testTransport returns a private transport with room for many idle
+// connections, closed when the test ends (after the env it is given to, as
+// long as it is created before newEnv).
+func testTransport(t *testing.T, idle int) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = idle
+	tr.MaxIdleConnsPerHost = idle
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
 }

@@ -131,6 +131,10 @@ type flight struct {
 	gen     uint64
 	fromVer uint64
 	waiters []*actor.PID
+	// ahead marks a background refresh of a still-valid token: requests
+	// keep using it (the flight is not published as refreshing) until they
+	// are inside the hard window or a 401 shows the token is refused.
+	ahead bool
 }
 
 type backoff struct {
@@ -200,7 +204,7 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 	case *messages.RefreshAhead:
 		if r.flights[m.UID] == nil && !r.backingOff(m.UID, m.Generation) {
 			if k, ok := r.known[m.UID]; !ok || (k.Generation == m.Generation && k.Version <= m.Version) {
-				r.start(c, m.UID, m.Generation, m.Version)
+				r.start(c, m.UID, m.Generation, m.Version, true)
 			}
 		}
 	case *refreshDone:
@@ -269,14 +273,20 @@ func (r *refreshCoordinator) acquire(c actor.Context) {
 		c.Respond(fail(messages.ErrNoAuth))
 		return
 	}
-	if f := r.flights[s.UID]; f != nil && f.gen == s.Generation {
+	inHard := func() bool {
+		if s.ExpiresAt.IsZero() {
+			return false
+		}
+		_, hard := Windows(s.IssuedAt, s.ExpiresAt, 60*time.Second, 10*time.Second)
+		return s.ExpiresAt.Sub(r.cfg.now()) <= hard
+	}
+	if f := r.flights[s.UID]; f != nil && f.gen == s.Generation && (!f.ahead || inHard()) {
 		f.waiters = append(f.waiters, c.Sender())
 		return
 	}
-	if !s.ExpiresAt.IsZero() && !r.backingOff(s.UID, s.Generation) {
-		_, hard := Windows(s.IssuedAt, s.ExpiresAt, 60*time.Second, 10*time.Second)
-		if s.ExpiresAt.Sub(r.cfg.now()) <= hard {
-			f := r.start(c, s.UID, s.Generation, s.Version)
+	if r.flights[s.UID] == nil && !r.backingOff(s.UID, s.Generation) {
+		if inHard() {
+			f := r.start(c, s.UID, s.Generation, s.Version, false)
 			f.waiters = append(f.waiters, c.Sender())
 			return
 		}
@@ -291,6 +301,10 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 	}
 	if f := r.flights[uid]; f != nil && f.gen == gen && ver <= f.fromVer {
 		f.waiters = append(f.waiters, sender)
+		if f.ahead {
+			f.ahead = false
+			r.publishFlights()
+		}
 		return
 	}
 	if k, ok := r.known[uid]; ok && k.Generation == gen && k.Version > ver {
@@ -309,7 +323,7 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 		f.waiters = append(f.waiters, sender)
 		return
 	}
-	f := r.start(c, uid, gen, ver)
+	f := r.start(c, uid, gen, ver, false)
 	f.waiters = append(f.waiters, sender)
 }
 
@@ -319,9 +333,9 @@ func (r *refreshCoordinator) backingOff(uid string, gen uint64) bool {
 }
 
 // start begins one refresh flight for uid in a goroutine the actor owns.
-func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64) *flight {
+func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64, ahead bool) *flight {
 	r.nextID++
-	f := &flight{id: r.nextID, uid: uid, gen: gen, fromVer: ver}
+	f := &flight{id: r.nextID, uid: uid, gen: gen, fromVer: ver, ahead: ahead}
 	r.flights[uid] = f
 	r.publishFlights()
 	self, root := c.Self(), c.ActorSystem().Root
@@ -340,7 +354,9 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64)
 func (r *refreshCoordinator) publishFlights() {
 	m := make(map[string]uint64, len(r.flights))
 	for uid, f := range r.flights {
-		m[uid] = f.gen
+		if !f.ahead {
+			m[uid] = f.gen
+		}
 	}
 	r.cfg.view.setRefreshing(m)
 }
