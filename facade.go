@@ -290,6 +290,9 @@ func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) er
 		}
 	}
 	_, err := p.ask(ctx, &messages.SaveAuth{Record: rec, MakeCurrent: true})
+	if err == nil {
+		p.sock.headersChanged()
+	}
 	return err
 }
 
@@ -314,17 +317,25 @@ func (p *AuthorizedPigeon) AllAuths(ctx context.Context) ([]AuthRecord, error) {
 
 // SwitchAccount makes a stored account current (ErrNoAuth if unknown).
 // Requests already waiting for a refresh finish as the account they were
-// sent as; new requests use the new account.
+// sent as; new requests use the new account, and a live socket that
+// follows the current account gets its headers as an `update`.
 func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error {
 	_, err := p.ask(ctx, &messages.SwitchAccount{UID: uid})
+	if err == nil {
+		p.sock.headersChanged()
+	}
 	return err
 }
 
 // LogOut removes the current account's tokens; there is no current account
 // afterwards. Requests of that session still waiting fail with
-// ErrLoggedOut.
+// ErrLoggedOut. The socket, which spoke for that account, is disconnected
+// (its subscriptions end with ErrClosed).
 func (p *AuthorizedPigeon) LogOut(ctx context.Context) error {
 	_, err := p.ask(ctx, &messages.LogOut{})
+	if err == nil {
+		_ = p.sock.disconnect()
+	}
 	return err
 }
 

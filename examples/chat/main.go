@@ -68,7 +68,7 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 		defer close(printed)
 		for ev := range sub.C {
 			var m struct {
-				From string `json:"from"`
+				From string `json:"fromName"`
 				Text string `json:"text"`
 			}
 			if json.Unmarshal(ev.Data, &m) != nil || m.Text == "" {
@@ -84,7 +84,7 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 		if text == "" {
 			continue
 		}
-		if err := client.Emit(ctx, "message", map[string]string{"text": text, "from": name}); err != nil {
+		if err := client.Emit(ctx, "message", map[string]string{"text": text}); err != nil {
 			fmt.Fprintln(out, "send failed:", err)
 		}
 	}

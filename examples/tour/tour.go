@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,21 +28,23 @@ type step struct {
 
 // tour holds everything the steps share; close releases all of it.
 type tour struct {
-	out     io.Writer
-	be      *backend.Backend
-	srv     *http.Server
-	srvDone chan error
-	base    string
-	dir     string
-	p       *pigeon.AuthorizedPigeon
-	g       *pigeon.GhostPigeon
-	sw      *pigeon.Switch
-	status  <-chan pigeon.AuthStatus
-	stop    context.CancelFunc
-	alice   backend.Tokens
-	bob     backend.Tokens
-	closers []func()
-	mu      sync.Mutex
+	out      io.Writer
+	be       *backend.Backend
+	srv      *http.Server
+	srvDone  chan error
+	base     string
+	dir      string
+	p        *pigeon.AuthorizedPigeon
+	g        *pigeon.GhostPigeon
+	sw       *pigeon.Switch
+	status   <-chan pigeon.AuthStatus
+	stop     context.CancelFunc
+	alice    backend.Tokens
+	aliceSub *pigeon.Subscription
+	ghostSub *pigeon.Subscription
+	bob      backend.Tokens
+	closers  []func()
+	mu       sync.Mutex
 }
 
 func newTour(ctx context.Context, out io.Writer) (*tour, error) {
@@ -101,8 +104,10 @@ func (t *tour) steps() []step {
 		{"3. An authorized request", t.request},
 		{"4. Access token expiry: 100 concurrent requests, one refresh", t.expiry},
 		{"5. A second account and switching", t.accounts},
-		{"6. Logout, and the route guard sends you to /login?continue=…", t.guard},
-		{"7. One reference, two modes: the Switch", t.switchModes},
+		{"6. Chat over websockets: alice (authorized) and a ghost share a room", t.chat},
+		{"7. The token is refreshed while the socket stays connected", t.liveRefresh},
+		{"8. Logout, and the route guard sends you to /login?continue=…", t.guard},
+		{"9. One reference, two modes: the Switch", t.switchModes},
 	}
 }
 
@@ -270,6 +275,121 @@ func (t *tour) accounts(ctx context.Context) error {
 	return nil
 }
 
+func (t *tour) wsURL() string { return "ws" + strings.TrimPrefix(t.base, "http") + "/ws" }
+
+type chatMessage struct {
+	Text     string `json:"text"`
+	FromName string `json:"fromName"`
+	Kind     string `json:"kind"`
+}
+
+func (t *tour) receive(ctx context.Context, who string, sub *pigeon.Subscription) (chatMessage, error) {
+	select {
+	case ev, ok := <-sub.C:
+		if !ok {
+			return chatMessage{}, fmt.Errorf("%s's subscription ended: %v", who, sub.Err())
+		}
+		var m chatMessage
+		if err := json.Unmarshal(ev.Data, &m); err != nil {
+			return m, err
+		}
+		t.say("  %s receives %q from %s (%s), seq %d", who, m.Text, m.FromName, m.Kind, ev.Position.Seq)
+		return m, nil
+	case <-ctx.Done():
+		return chatMessage{}, ctx.Err()
+	}
+}
+
+func (t *tour) chat(ctx context.Context) error {
+	room := pigeon.SocketConnectParams{URL: t.wsURL(), JoinID: "chat:universal"}
+	if err := t.p.SocketInit(ctx, room); err != nil {
+		return err
+	}
+	var err error
+	t.aliceSub, err = t.p.Listen(ctx, "message")
+	if err != nil {
+		return err
+	}
+	t.say("alice: SocketInit(%s, join chat:universal) → init with her bearer, init_ack, join", t.wsURL())
+
+	t.g, err = pigeon.NewGhost(pigeon.WithBaseURL(t.base))
+	if err != nil {
+		return err
+	}
+	type ghostAnswer struct {
+		Data backend.Ghost `json:"data"`
+	}
+	gh, err := pigeon.PostJSON[ghostAnswer](ctx, t.g, "/chat/ghost/register", map[string]string{"name": "casper"})
+	if err != nil {
+		return err
+	}
+	t.g.SetAuthToken(gh.Data.Token)
+	if err := t.g.SocketInit(ctx, room); err != nil {
+		return err
+	}
+	t.ghostSub, err = t.g.Listen(ctx, "message")
+	if err != nil {
+		return err
+	}
+	t.say("casper: a ghost registered over HTTP (POST /chat/ghost/register) and joined the same room")
+
+	if _, err := t.g.EmitWithAck(ctx, "message", map[string]string{"text": "boo! anyone here?"}); err != nil {
+		return err
+	}
+	t.say("casper emits (and the server acks)")
+	for _, s := range []struct {
+		who string
+		sub *pigeon.Subscription
+	}{{"alice", t.aliceSub}, {"casper", t.ghostSub}} {
+		if _, err := t.receive(ctx, s.who, s.sub); err != nil {
+			return err
+		}
+	}
+	if err := t.p.Emit(ctx, "message", map[string]string{"text": "hi casper, alice here"}); err != nil {
+		return err
+	}
+	t.say("alice emits")
+	for _, s := range []struct {
+		who string
+		sub *pigeon.Subscription
+	}{{"alice", t.aliceSub}, {"casper", t.ghostSub}} {
+		if _, err := t.receive(ctx, s.who, s.sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tour) liveRefresh(ctx context.Context) error {
+	before := t.be.Stats()
+	cur, err := t.p.CurrentAuth(ctx)
+	if err != nil {
+		return err
+	}
+	t.be.ExpireAccessToken(string(cur.AccessToken))
+	t.say("the server expires alice's access token again; GET /me → 401 → one refresh → replay")
+	if _, err := t.p.Get(ctx, "/me"); err != nil {
+		return err
+	}
+	if err := t.p.Emit(ctx, "message", map[string]string{"text": "still here after the refresh"}); err != nil {
+		return err
+	}
+	if _, err := t.receive(ctx, "casper", t.ghostSub); err != nil {
+		return err
+	}
+	if _, err := t.receive(ctx, "alice", t.aliceSub); err != nil {
+		return err
+	}
+	after := t.be.Stats()
+	t.say("server counters: refresh calls +%d, update frames acked +%d, websocket connections opened +%d",
+		after.RefreshCalls-before.RefreshCalls, after.UpdateAcks-before.UpdateAcks, after.WSTotal-before.WSTotal)
+	if after.UpdateAcks-before.UpdateAcks != 1 || after.WSTotal != before.WSTotal {
+		return errors.New("the socket did not get exactly one live update")
+	}
+	t.say("the live socket got the new token as an `update` frame: no reconnect, no missed message")
+	return nil
+}
+
 func (t *tour) guard(ctx context.Context) error {
 	routes := []guardactor.Node{
 		&guardactor.Route{Name: "login", Path: "/login", ShieldOf: []string{"auth"}, DiscardedBy: []string{"auth"}},
@@ -317,6 +437,9 @@ func (t *tour) guard(ctx context.Context) error {
 	if err := t.expectStatus(ctx, pigeon.Unauthenticated, ""); err != nil {
 		return err
 	}
+	if _, ok := <-t.aliceSub.C; !ok {
+		t.say("alice's socket was disconnected with the logout (subscription ended: %v)", t.aliceSub.Err())
+	}
 	select {
 	case r := <-sub.C:
 		t.say("the guard actor re-evaluated on its own and redirects %s → %s (rule %s, guard %s)", r.From, r.To, r.Rule, r.Guard)
@@ -356,10 +479,6 @@ func (t *tour) guard(ctx context.Context) error {
 
 func (t *tour) switchModes(ctx context.Context) error {
 	var err error
-	t.g, err = pigeon.NewGhost(pigeon.WithBaseURL(t.base))
-	if err != nil {
-		return err
-	}
 	t.sw, err = pigeon.NewSwitch(t.p, t.g, pigeon.WithFollowAuth())
 	if err != nil {
 		return err

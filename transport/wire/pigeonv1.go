@@ -219,9 +219,8 @@ func (pigeonV1) Decode(f Frame) ([]Msg, error) {
 		}
 		return []Msg{InitAck{ID: env.ID, Session: p.Session, PingIntervalMs: p.PingIntervalMs, MaxFrame: p.MaxFrame}}, nil
 	case "ack":
-		if env.ID == "" {
-			return nil, v1Err("ack without id", nil)
-		}
+		// An ack without id answers nothing: the client ignores it (a
+		// server that acks id-less emits is sloppy, not hostile).
 		var p v1Ack
 		if err := decodeObject(env.Payload, &p); err != nil {
 			return nil, v1Err("ack payload", err)

@@ -51,7 +51,7 @@ func TestPigeonV1Decode(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{``, `{`, `[]`, `{"type":"nope"}`, `{"payload":{}}`, `{"type":"ack"}`, `{"type":"event","payload":{"seq":-1,"event":"x"}}`, `{"type":"event","payload":{}}`} {
+	for _, bad := range []string{``, `{`, `[]`, `{"type":"nope"}`, `{"payload":{}}`, `{"type":"event","payload":{"seq":-1,"event":"x"}}`, `{"type":"event","payload":{}}`} {
 		_, err := PigeonV1().Decode(Frame{Type: TextMessage, Data: []byte(bad)})
 		var de *DecodeError
 		if !errors.As(err, &de) {
@@ -203,4 +203,14 @@ func FuzzSocketIODecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPigeonV1_AckWithoutIDIsHarmless(t *testing.T) {
+	msgs, err := PigeonV1().Decode(Frame{Type: TextMessage, Data: []byte(`{"type":"ack","payload":{"channel":"c","epoch":"e","seq":3}}`)})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Decode = %v, %v", msgs, err)
+	}
+	if a, ok := msgs[0].(Ack); !ok || a.ID != "" || a.Position.Seq != 3 {
+		t.Fatalf("got %#v", msgs[0])
+	}
 }
