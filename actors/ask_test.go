@@ -106,7 +106,7 @@ func TestAskHonoursCancelAndDropsLateReply(t *testing.T) {
 func TestAskDeadActor(t *testing.T) {
 	sys := newTestSystem(t)
 	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &echo{} }))
-	if err := sys.Root.StopFuture(pid).Wait(); err != nil {
+	if err := StopAndWait(context.Background(), sys, pid); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Ask(context.Background(), sys, pid, &ping{})

@@ -381,7 +381,7 @@ func TestSocketRow17_ReconnectsSpreadOverJitterWindow(t *testing.T) {
 			URL: srv.url, JoinID: "room", AckTimeout: tAckTimeout, PingInterval: tPingInterval, PingGrace: tPingGrace,
 			Clock: clock, Rand: rand.New(rand.NewPCG(seed, seed)), BackoffBase: base,
 		}))
-		t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+		t.Cleanup(func() { _ = StopAndWait(context.Background(), sys, pid) })
 	}
 	var conns []*fakeConn
 	for i := 0; i < clients; i++ {

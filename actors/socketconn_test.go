@@ -37,9 +37,20 @@ type sockEnv struct {
 // reconnect delays are the only short timers).
 func newSockEnv(t *testing.T, mut func(*SocketConfig)) *sockEnv {
 	t.Helper()
+	return newSockEnvWith(t, nil, mut)
+}
+
+// newSockEnvWith is newSockEnv with setup run on the fake server before
+// the actor is spawned (an eager actor dials at once: hooks installed
+// later could miss its first frames).
+func newSockEnvWith(t *testing.T, setup func(*fakeServer), mut func(*SocketConfig)) *sockEnv {
+	t.Helper()
 	sys := NewSystem(zaptest.NewLogger(t), WithDeadLetterThrottle(time.Millisecond))
 	t.Cleanup(sys.Shutdown)
 	srv := newFakeServer(t)
+	if setup != nil {
+		setup(srv)
+	}
 	clock := wstest.NewClock(time.Unix(1_700_000_000, 0))
 	cfg := SocketConfig{
 		URL:            srv.url,
@@ -64,7 +75,7 @@ func newSockEnv(t *testing.T, mut func(*SocketConfig)) *sockEnv {
 
 // stop stops the actor and waits for it.
 func (e *sockEnv) stop() {
-	_ = e.sys.Root.StopFuture(e.pid).Wait()
+	_ = StopAndWait(context.Background(), e.sys, e.pid)
 }
 
 func tctx(t *testing.T) context.Context {
@@ -189,20 +200,21 @@ func TestSocketRow02_DialInitThenJoinAfterInitAck(t *testing.T) {
 	}{{"lazy first Listen", true}, {"eager start", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var headerCalls []http.Header
-			e := newSockEnv(t, func(c *SocketConfig) {
+			var inits = make(chan fakeFrame, 1)
+			e := newSockEnvWith(t, func(srv *fakeServer) {
+				srv.setHandle(func(c *fakeConn, f fakeFrame) bool {
+					if f.Type == "init" {
+						inits <- f
+						return true // the test answers
+					}
+					return false
+				})
+			}, func(c *SocketConfig) {
 				c.Lazy = tc.lazy
 				c.Headers = func(ctx context.Context, rejected http.Header) (http.Header, error) {
 					headerCalls = append(headerCalls, rejected) // one dial at a time: no race
 					return http.Header{"Authorization": {"Bearer FROM-SOURCE"}}, nil
 				}
-			})
-			var inits = make(chan fakeFrame, 1)
-			e.srv.setHandle(func(c *fakeConn, f fakeFrame) bool {
-				if f.Type == "init" {
-					inits <- f
-					return true // the test answers
-				}
-				return false
 			})
 			if tc.lazy {
 				if st := e.state(); st.Generation != 0 {

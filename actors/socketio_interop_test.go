@@ -111,7 +111,7 @@ func TestSocketIOInterop(t *testing.T) {
 			Rand:           rand.New(rand.NewPCG(7, 7)),
 			Logger:         zaptest.NewLogger(t),
 		}))
-		t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+		t.Cleanup(func() { _ = StopAndWait(context.Background(), sys, pid) })
 		return pid
 	}
 	ctx := tctx(t)

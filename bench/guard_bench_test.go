@@ -129,7 +129,7 @@ func BenchmarkGuardActorNavigate(b *testing.B) {
 		b.Fatal(err)
 	}
 	pid := sys.Root.Spawn(props)
-	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+	defer func() { _ = actors.StopAndWait(context.Background(), sys, pid) }()
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

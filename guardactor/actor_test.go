@@ -28,7 +28,7 @@ func spawnGuard(t *testing.T, sys *actor.ActorSystem, opts ...guardactor.ActorOp
 		t.Fatal(err)
 	}
 	pid := sys.Root.Spawn(props)
-	t.Cleanup(func() { _ = sys.Root.StopFuture(pid).Wait() })
+	t.Cleanup(func() { _ = actors.StopAndWait(context.Background(), sys, pid) })
 	return pid
 }
 
