@@ -226,7 +226,7 @@ func (r *refreshCoordinator) release(c actor.Context, why error) {
 	r.wg.Wait()
 	for uid, f := range r.flights {
 		for _, w := range f.waiters {
-			c.Send(w, fail(why))
+			sendTo(c, w, fail(why))
 		}
 		delete(r.flights, uid)
 	}
@@ -296,7 +296,7 @@ func (r *refreshCoordinator) acquire(c actor.Context) {
 
 func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, uid string, gen, ver uint64) {
 	if why, ok := r.ended[genKey{uid, gen}]; ok {
-		c.Send(sender, fail(why.Err()))
+		sendTo(c, sender, fail(why.Err()))
 		return
 	}
 	if f := r.flights[uid]; f != nil && f.gen == gen && ver <= f.fromVer {
@@ -310,11 +310,11 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 	if k, ok := r.known[uid]; ok && k.Generation == gen && k.Version > ver {
 		// Row 2: the token was refreshed after this request went out.
 		r.stats.Replays++
-		c.Send(sender, &messages.TokenGrant{Snapshot: k})
+		sendTo(c, sender, &messages.TokenGrant{Snapshot: k})
 		return
 	}
 	if r.backingOff(uid, gen) {
-		c.Send(sender, fail(fmt.Errorf("pigeon/actors: refresh backing off after a failure: %w", messages.ErrRefreshUnavailable)))
+		sendTo(c, sender, fail(fmt.Errorf("pigeon/actors: refresh backing off after a failure: %w", messages.ErrRefreshUnavailable)))
 		return
 	}
 	if f := r.flights[uid]; f != nil {
@@ -325,6 +325,14 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 	}
 	f := r.start(c, uid, gen, ver, false)
 	f.waiters = append(f.waiters, sender)
+}
+
+// sendTo replies to a requester; a request sent without a sender (Send
+// instead of Request) gets no reply instead of crashing the actor.
+func sendTo(c actor.Context, to *actor.PID, msg any) {
+	if to != nil {
+		c.Send(to, msg)
+	}
 }
 
 func (r *refreshCoordinator) backingOff(uid string, gen uint64) bool {
@@ -408,7 +416,7 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 		reply = fail(d.err)
 	}
 	for _, w := range f.waiters {
-		c.Send(w, reply)
+		sendTo(c, w, reply)
 	}
 }
 

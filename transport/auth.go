@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/apppigeon/pigeon/messages"
 )
@@ -280,14 +281,11 @@ func bufferResponse(resp *http.Response, max int64) *http.Response {
 type releaseBody struct {
 	io.ReadCloser
 	release func()
-	done    bool
+	once    sync.Once
 }
 
 func (b *releaseBody) Close() error {
 	err := b.ReadCloser.Close()
-	if !b.done {
-		b.done = true
-		b.release()
-	}
+	b.once.Do(b.release)
 	return err
 }
