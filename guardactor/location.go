@@ -136,8 +136,26 @@ func (l *loc) scanQuery(location string) error {
 
 // cleanQuery removes every continue pair whose value is not a local path.
 func (l *loc) cleanQuery() {
+	l.rawQuery = filterQuery(l.rawQuery, func(key, val string) bool {
+		return key == "continue" && val != "" && !IsLocalPath(val)
+	})
+	l.raw = withQuery(l.rawPath, l.rawQuery)
+	l.cleaned = true
+}
+
+// queryWithoutContinue returns the raw query without continue pairs.
+func (l *loc) queryWithoutContinue() string {
+	if !l.hasOther {
+		return ""
+	}
+	return filterQuery(l.rawQuery, func(key, _ string) bool { return key == "continue" })
+}
+
+// filterQuery returns the raw query q without its empty pairs and the pairs
+// for which drop (given the decoded key and value) is true; the kept pairs
+// keep their raw encoding and order.
+func filterQuery(q string, drop func(key, val string) bool) string {
 	var b strings.Builder
-	q := l.rawQuery
 	for q != "" {
 		var pair string
 		if i := strings.IndexByte(q, '&'); i >= 0 {
@@ -151,41 +169,7 @@ func (l *loc) cleanQuery() {
 		k, v, _ := strings.Cut(pair, "=")
 		key, _ := url.QueryUnescape(k)
 		val, _ := url.QueryUnescape(v)
-		if key == "continue" && val != "" && !IsLocalPath(val) {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(pair)
-	}
-	l.rawQuery = b.String()
-	l.raw = l.rawPath
-	if l.rawQuery != "" {
-		l.raw = l.rawPath + "?" + l.rawQuery
-	}
-	l.cleaned = true
-}
-
-// queryWithoutContinue returns the raw query without continue pairs.
-func (l *loc) queryWithoutContinue() string {
-	if !l.hasOther {
-		return ""
-	}
-	var b strings.Builder
-	q := l.rawQuery
-	for q != "" {
-		var pair string
-		if i := strings.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
-		} else {
-			pair, q = q, ""
-		}
-		if pair == "" {
-			continue
-		}
-		k, _, _ := strings.Cut(pair, "=")
-		if key, _ := url.QueryUnescape(k); key == "continue" {
+		if drop(key, val) {
 			continue
 		}
 		if b.Len() > 0 {
