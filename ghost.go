@@ -30,8 +30,26 @@ type GhostPigeon struct {
 	lifeCancel context.CancelCauseFunc
 	closeOnce  sync.Once
 	sock       *socketHolder
-	system     *actor.ActorSystem
+	sysMu      sync.Mutex
+	system     *actor.ActorSystem // WithActorSystem's, or created with the first socket
 	ownSystem  bool
+}
+
+// actorSystem returns the system the ghost's socket actors run in: the one
+// given with WithActorSystem, else one created on first use (an HTTP-only
+// ghost never pays for an actor system).
+func (g *GhostPigeon) actorSystem() *actor.ActorSystem {
+	g.sysMu.Lock()
+	defer g.sysMu.Unlock()
+	if g.system == nil {
+		if g.cfg.system != nil {
+			g.system = g.cfg.system
+		} else {
+			g.system = actors.NewSystem(g.cfg.logger)
+			g.ownSystem = true
+		}
+	}
+	return g.system
 }
 
 var _ AppPigeon = (*GhostPigeon)(nil)
@@ -56,13 +74,8 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 		AllowInsecure: cfg.allowInsecure,
 		Life:          g.life,
 	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
-	g.system = cfg.system
-	if g.system == nil {
-		g.system = actors.NewSystem(cfg.logger)
-		g.ownSystem = true
-	}
 	g.sock = newSocketHolder(socketEnv{
-		system: g.system, logger: cfg.logger, cfg: cfg.socket,
+		system: g.actorSystem, logger: cfg.logger, cfg: cfg.socket,
 		headers: func(ctx context.Context, _ http.Header) (http.Header, error) { return g.socketHeaders(ctx) },
 		current: func() http.Header { h, _ := g.socketHeaders(context.Background()); return h },
 	})
@@ -161,9 +174,11 @@ func (g *GhostPigeon) Close() error {
 	g.closeOnce.Do(func() {
 		g.lifeCancel(ErrClosed)
 		g.sock.close()
+		g.sysMu.Lock()
 		if g.ownSystem {
 			g.system.Shutdown()
 		}
+		g.sysMu.Unlock()
 		if g.ownBase {
 			if t, ok := g.base.(interface{ CloseIdleConnections() }); ok {
 				t.CloseIdleConnections()

@@ -160,7 +160,9 @@ func WithSocketIOJoinEvent(name string) Option {
 
 // socketEnv is what a client gives its socket.
 type socketEnv struct {
-	system *actor.ActorSystem
+	// system returns the actor system sockets are spawned in (created on
+	// first use by a ghost client).
+	system func() *actor.ActorSystem
 	logger *zap.Logger
 	cfg    socketConfig
 	// headers returns the handshake headers; rejected non-nil asks for
@@ -176,6 +178,7 @@ type socketEnv struct {
 type socketHolder struct {
 	env    socketEnv
 	mu     sync.Mutex
+	sys    *actor.ActorSystem // set with the first pid
 	pid    *actor.PID
 	static string // SocketConnectParams.Token, "" = follow the client
 	closed bool
@@ -224,7 +227,10 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		return ErrClosed
 	}
 	old := h.pid
-	h.pid = h.env.system.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(3, time.Minute, actor.DefaultDecider)).
+	if h.sys == nil {
+		h.sys = h.env.system()
+	}
+	h.pid = h.sys.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(3, time.Minute, actor.DefaultDecider)).
 		SpawnPrefix(actors.NewSocketConnProps(cfg), "pigeon-socket")
 	h.static = p.Token
 	pid := h.pid
@@ -235,28 +241,28 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 	if cfg.Lazy {
 		return nil
 	}
-	_, err := actors.AskAs[*messages.Connected](ctx, h.env.system, pid, &messages.Connect{})
+	_, err := actors.AskAs[*messages.Connected](ctx, h.sys, pid, &messages.Connect{})
 	return err
 }
 
-func (h *socketHolder) current() (*actor.PID, error) {
+func (h *socketHolder) current() (*actor.ActorSystem, *actor.PID, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if h.pid == nil {
-		return nil, ErrSocketNotInitialized
+		return nil, nil, ErrSocketNotInitialized
 	}
-	return h.pid, nil
+	return h.sys, h.pid, nil
 }
 
 func (h *socketHolder) listen(ctx context.Context, event string) (*Subscription, error) {
-	pid, err := h.current()
+	sys, pid, err := h.current()
 	if err != nil {
 		return nil, err
 	}
-	l, err := actors.AskAs[*actors.SocketListener](ctx, h.env.system, pid, &messages.Listen{Event: event})
+	l, err := actors.AskAs[*actors.SocketListener](ctx, sys, pid, &messages.Listen{Event: event})
 	if err != nil {
 		return nil, h.gone(err)
 	}
@@ -264,7 +270,7 @@ func (h *socketHolder) listen(ctx context.Context, event string) (*Subscription,
 }
 
 func (h *socketHolder) emit(ctx context.Context, event string, data any, ack bool) (json.RawMessage, error) {
-	pid, err := h.current()
+	sys, pid, err := h.current()
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +285,7 @@ func (h *socketHolder) emit(ctx context.Context, event string, data any, ack boo
 			}
 		}
 	}
-	r, err := actors.AskAs[*messages.EmitResult](ctx, h.env.system, pid, &messages.Emit{Event: event, Data: raw, WantAck: ack})
+	r, err := actors.AskAs[*messages.EmitResult](ctx, sys, pid, &messages.Emit{Event: event, Data: raw, WantAck: ack})
 	if err != nil {
 		return nil, h.gone(err)
 	}
@@ -289,7 +295,7 @@ func (h *socketHolder) emit(ctx context.Context, event string, data any, ack boo
 // gone maps "the actor is not there" to the facade's errors.
 func (h *socketHolder) gone(err error) error {
 	if errors.Is(err, actors.ErrNoReply) {
-		if _, cerr := h.current(); cerr != nil {
+		if _, _, cerr := h.current(); cerr != nil {
 			return cerr
 		}
 	}
@@ -300,7 +306,7 @@ func (h *socketHolder) gone(err error) error {
 // it may run on an actor's mailbox).
 func (h *socketHolder) headersChanged() {
 	h.mu.Lock()
-	pid, static := h.pid, h.static
+	sys, pid, static := h.sys, h.pid, h.static
 	h.mu.Unlock()
 	if pid == nil {
 		return
@@ -309,14 +315,17 @@ func (h *socketHolder) headersChanged() {
 	if static != "" {
 		hdr.Set("Authorization", "Bearer "+static)
 	}
-	h.env.system.Root.Send(pid, &messages.UpdateHeaders{Headers: hdr})
+	sys.Root.Send(pid, &messages.UpdateHeaders{Headers: hdr})
 }
 
 func (h *socketHolder) stop(pid *actor.PID) {
+	h.mu.Lock()
+	sys := h.sys
+	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _ = actors.Ask(ctx, h.env.system, pid, &messages.Disconnect{})
-	_ = actors.StopAndWait(ctx, h.env.system, pid)
+	_, _ = actors.Ask(ctx, sys, pid, &messages.Disconnect{})
+	_ = actors.StopAndWait(ctx, sys, pid)
 }
 
 func (h *socketHolder) disconnect() error {
@@ -339,7 +348,7 @@ func (h *socketHolder) close() {
 
 func (p *AuthorizedPigeon) socketEnv() socketEnv {
 	return socketEnv{
-		system: p.system, logger: p.log, cfg: p.cfg.socket,
+		system: func() *actor.ActorSystem { return p.system }, logger: p.log, cfg: p.cfg.socket,
 		current: func() http.Header {
 			hdr := p.defaultHeaders().Clone()
 			if hdr == nil {
