@@ -1,10 +1,7 @@
-// Command tour walks through every pigeon feature against the embedded
-// example backend: it starts the backend on 127.0.0.1:0, uses a temporary
-// encrypted store, prints each step, and exits 0 when every step behaved as
-// described.
-//
-//	go run ./examples/tour
 package main
+
+// The tour starts the backend on 127.0.0.1:0, uses a temporary encrypted
+// store and prints each step.
 
 import (
 	"context"
