@@ -30,7 +30,7 @@ import (
 func NewSocketConnProps(cfg SocketConfig) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &socketConn{rawCfg: cfg}
-	})
+	}, actor.WithMailbox(newInlineMailbox))
 }
 
 // Internal messages. Each carries the connection generation it belongs
@@ -118,9 +118,11 @@ type sockPending struct {
 	since   wire.Position
 }
 
-// sockOutgoing is an emit buffered while disconnected.
+// sockOutgoing is an emit, encoded once when it arrives (frames) and
+// buffered while disconnected. op keeps its identity only (Data is nil).
 type sockOutgoing struct {
 	op      wire.Emit
+	frames  []wire.Frame
 	sender  *actor.PID
 	wantAck bool
 	size    int
@@ -406,19 +408,20 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 	if ch == "" {
 		ch = s.cfg.JoinID
 	}
-	op := wire.Emit{Event: m.Event, Channel: ch, Data: append([]byte(nil), m.Data...)}
-	if m.Data == nil {
-		op.Data = nil
-	}
+	op := wire.Emit{Event: m.Event, Channel: ch, Data: m.Data}
 	if m.WantAck {
 		op.ID = s.newID()
 	}
-	// Validate now so that a bad emit fails at once rather than on flush.
-	if _, err := s.codec.Encode(op); err != nil {
+	// Encode now: a bad emit fails at once rather than on flush, and the
+	// frames (fresh memory) are all that is kept, not the caller's Data.
+	frames, err := s.codec.Encode(op)
+	if err != nil {
 		s.sockRespond(ctx, ctx.Sender(), fmt.Errorf("pigeon/actors: socket: emit: %w", err))
 		return
 	}
-	out := &sockOutgoing{op: op, sender: ctx.Sender(), wantAck: m.WantAck, size: len(op.Data)}
+	size := len(op.Data)
+	op.Data = nil
+	out := &sockOutgoing{op: op, frames: frames, sender: ctx.Sender(), wantAck: m.WantAck, size: size}
 	if s.established() {
 		s.sendEmit(out)
 		return
@@ -446,7 +449,7 @@ func (s *socketConn) sendEmit(out *sockOutgoing) {
 	if out.wantAck && !tracked && s.codec.ExpectsReply(out.op) {
 		s.track(out.op.ID, &sockPending{kind: sockReqEmit, sender: out.sender})
 	}
-	if err := s.sendOp(out.op); err != nil {
+	if err := s.sendFrames(out.frames); err != nil {
 		if out.wantAck {
 			s.resolve(out.op.ID)
 		}
@@ -649,12 +652,17 @@ func (s *socketConn) sendInit() {
 	}
 }
 
-// sendOp encodes op, runs the outbound interceptors and queues the frames.
+// sendOp encodes op and queues its frames (sendFrames).
 func (s *socketConn) sendOp(op wire.Op) error {
 	frames, err := s.codec.Encode(op)
 	if err != nil {
 		return err
 	}
+	return s.sendFrames(frames)
+}
+
+// sendFrames runs the outbound interceptors and queues the frames.
+func (s *socketConn) sendFrames(frames []wire.Frame) error {
 	if s.pump == nil {
 		return ws.ErrPumpClosed
 	}
@@ -731,13 +739,20 @@ func (s *socketConn) dropConn(code int, text string) {
 	s.initSent = false
 	s.session = ""
 	if p := s.pump; p != nil {
+		// Never wait for the pump here: this handler may be running on
+		// the pump's own reader goroutine (see inlineMailbox). A closer
+		// goroutine waits instead; Stopping waits for the closers.
 		s.pump = nil
+		s.closers.Add(1)
 		if code == 0 {
-			p.Close()
+			p.Abort()
+			go func() {
+				defer s.closers.Done()
+				p.Close()
+			}()
 			return
 		}
 		p.CloseGraceful(code, text)
-		s.closers.Add(1)
 		sys, self := s.sys, s.self
 		go func() {
 			defer s.closers.Done()
@@ -1067,16 +1082,20 @@ func (s *socketConn) onEvent(m wire.Event) {
 	s.broadcast(messages.SocketEvent{Name: m.Event, Channel: m.Channel, Position: m.Position, Data: m.Data}, false)
 }
 
-// broadcast offers ev to every matching listener without blocking.
+// broadcast offers ev to every matching listener without blocking. ev.Data
+// must be the actor's own (fresh from the codec): the first listener gets
+// it, every other one a copy.
 func (s *socketConn) broadcast(ev messages.SocketEvent, all bool) {
+	shared := false
 	for id, l := range s.listeners {
 		if !all && l.event != "" && l.event != ev.Name {
 			continue
 		}
 		e := ev
-		if len(ev.Data) > 0 {
+		if shared && len(ev.Data) > 0 {
 			e.Data = append([]byte(nil), ev.Data...)
 		}
+		shared = true
 		if !l.sockOffer(e, s.cfg.Overflow) {
 			delete(s.listeners, id)
 			s.droppedClosed += l.Dropped()

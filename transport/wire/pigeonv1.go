@@ -240,7 +240,7 @@ func (pigeonV1) Decode(f Frame) ([]Msg, error) {
 		}
 		var data json.RawMessage
 		if len(p.Data) > 0 {
-			data = append(json.RawMessage(nil), p.Data...)
+			data = p.Data // json.RawMessage's UnmarshalJSON copied it: ours
 		}
 		return []Msg{Event{Channel: p.Channel, Event: p.Event, Position: Position{Epoch: p.Epoch, Seq: p.Seq}, Data: data}}, nil
 	case "error":

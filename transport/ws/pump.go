@@ -120,6 +120,11 @@ func (p *Pump) Close() {
 	p.wg.Wait()
 }
 
+// Abort closes the connection (exactly once over the pump's life) without
+// waiting for the goroutines; call Close to wait. Safe to call from the
+// OnFrame and OnReadError callbacks.
+func (p *Pump) Abort() { p.closeConn() }
+
 // Done is closed once the connection has been closed.
 func (p *Pump) Done() <-chan struct{} { return p.done }
 
