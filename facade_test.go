@@ -223,14 +223,7 @@ func TestFacade_SocketInterceptorAndLiveHeaders(t *testing.T) {
 	e := newEnv(t, envConfig{noClock: true, pigeon: []pigeon.Option{pigeon.WithSocketInterceptor(icpt)}})
 	e.login("icpt@example.com")
 	ctx := ctxT(t)
-	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := e.p.Listen(ctx, "message")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := joinChat(t, ctx, e, e.p)
 	before := e.be.Stats().UpdateAcks
 	e.p.UpdateHeaders(map[string]string{"X-Client": "pigeon-test"})
 	for _, text := range []string{"secret", "visible"} {
@@ -258,13 +251,7 @@ func TestStress_DisconnectAndCloseWhileEmitting(t *testing.T) {
 	e := newEnv(t, envConfig{noClock: true})
 	e.login("stress@example.com")
 	ctx := ctxT(t)
-	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := e.p.Listen(ctx, "message")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := joinChat(t, ctx, e, e.p)
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -348,13 +335,7 @@ func TestSwitch_InactiveSocketDisconnected(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx := ctxT(t)
-		if err := s.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
-			t.Fatal(err)
-		}
-		sub, err := s.Listen(ctx, "message")
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := joinChat(t, ctx, e, s)
 		inflight := make(chan error, 1)
 		go func() { _, err := s.Get(ctx, "/echo", pigeon.WithHeader("X-Hold", "1")); inflight <- err }()
 		<-entered // the request is at the server, sent by the authorized client

@@ -1,6 +1,7 @@
 package pigeon_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -12,20 +13,28 @@ import (
 
 func wsURL(e *env) string { return "ws" + strings.TrimPrefix(e.srv.URL, "http") + "/ws" }
 
+// joinChat connects c's socket to the universal room of e's backend and
+// listens to its chat messages; the subscription is closed at cleanup.
+func joinChat(t *testing.T, ctx context.Context, e *env, c pigeon.AppPigeon) *pigeon.Subscription {
+	t.Helper()
+	if err := c.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Listen(ctx, "message")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	return sub
+}
+
 // TestSocket_ChatAuthorizedAndGhost: an authorized user and a ghost share
 // the universal room over real websockets to the example backend.
 func TestSocket_ChatAuthorizedAndGhost(t *testing.T) {
 	e := newEnv(t, envConfig{noClock: true})
 	e.login("chat@example.com")
 	ctx := ctxT(t)
-	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := e.p.Listen(ctx, "message")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := joinChat(t, ctx, e, e.p)
 
 	g := newGhost(t, e)
 	gt, err := e.be.CreateUser("casper@example.com", "pw")
@@ -33,13 +42,7 @@ func TestSocket_ChatAuthorizedAndGhost(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.SetAuthToken(gt.AccessToken)
-	if err := g.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
-		t.Fatal(err)
-	}
-	gsub, err := g.Listen(ctx, "message")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gsub := joinChat(t, ctx, e, g)
 	if _, err := g.EmitWithAck(ctx, "message", map[string]string{"text": "boo"}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,14 +79,7 @@ func TestRefreshRow24_SocketGetsUpdateWithoutReconnect(t *testing.T) {
 	e := newEnv(t, envConfig{noClock: true})
 	tok := e.login("live@example.com")
 	ctx := ctxT(t)
-	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal"}); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := e.p.Listen(ctx, "message")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := joinChat(t, ctx, e, e.p)
 	before := e.be.Stats()
 	e.be.ExpireAccessToken(tok.AccessToken)
 	if _, err := e.p.Get(ctx, "/echo"); err != nil { // 401 → refresh
