@@ -134,7 +134,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.storePID = root.SpawnPrefix(actors.NewAuthStoreProps(store,
 		actors.WithSnapshot(p.view.Snapshot()), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
 	ropts := []actors.RefreshOption{actors.WithRefreshLogger(cfg.logger), actors.WithRefreshClock(cfg.now),
-		actors.WithOnRefreshed(p.onRefreshed)}
+		actors.WithOnRefreshed(p.onRefreshed), actors.WithRefreshWindows(cfg.refreshAhead, 0)}
 	if cfg.refreshTimeout > 0 {
 		ropts = append(ropts, actors.WithRefreshTimeout(cfg.refreshTimeout))
 	}

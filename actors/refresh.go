@@ -38,6 +38,15 @@ type refreshConfig struct {
 	rand        func() float64
 	logger      *zap.Logger
 	onRefreshed func(messages.TokenSnapshot)
+	ahead, hard time.Duration // zero: the defaults
+}
+
+// WithRefreshWindows sets the refresh-ahead and hard windows the
+// coordinator applies to AcquireToken; give it the same values as the
+// TokenClient in front of it. Zero values: DefaultRefreshAhead and
+// DefaultRefreshHard.
+func WithRefreshWindows(ahead, hard time.Duration) RefreshOption {
+	return refreshOptionFunc(func(c *refreshConfig) { c.ahead, c.hard = ahead, hard })
 }
 
 // WithRefreshTimeout bounds one refresh, independent of any caller's
@@ -144,6 +153,7 @@ type backoff struct {
 }
 
 type refreshDone struct {
+	uid   string // the flight's account
 	id    uint64
 	snap  messages.TokenSnapshot
 	err   error
@@ -277,7 +287,7 @@ func (r *refreshCoordinator) acquire(c actor.Context) {
 		if s.ExpiresAt.IsZero() {
 			return false
 		}
-		_, hard := Windows(s.IssuedAt, s.ExpiresAt, 60*time.Second, 10*time.Second)
+		_, hard := windowsFor(s, r.cfg.ahead, r.cfg.hard)
 		return s.ExpiresAt.Sub(r.cfg.now()) <= hard
 	}
 	if f := r.flights[s.UID]; f != nil && f.gen == s.Generation && (!f.ahead || inHard()) {
@@ -354,6 +364,7 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64,
 	go func() {
 		defer r.wg.Done()
 		d := runRefresh(ctx, sys, cfg, f.id, uid, gen, ver)
+		d.uid = uid
 		root.Send(self, d)
 	}()
 	return f
@@ -370,13 +381,8 @@ func (r *refreshCoordinator) publishFlights() {
 }
 
 func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
-	var f *flight
-	for _, fl := range r.flights {
-		if fl.id == d.id {
-			f = fl
-		}
-	}
-	if f == nil {
+	f := r.flights[d.uid]
+	if f == nil || f.id != d.id {
 		return
 	}
 	delete(r.flights, f.uid)

@@ -48,6 +48,24 @@ func (v *TokenView) setRefreshing(m map[string]uint64) {
 	v.refreshing.Store(&cp)
 }
 
+// Default refresh windows (TokenClient.Ahead/Hard and WithRefreshWindows
+// zero values).
+const (
+	DefaultRefreshAhead = 60 * time.Second
+	DefaultRefreshHard  = 10 * time.Second
+)
+
+// windowsFor is Windows for s, zero durations meaning the defaults.
+func windowsFor(s *messages.TokenSnapshot, ahead, hard time.Duration) (time.Duration, time.Duration) {
+	if ahead <= 0 {
+		ahead = DefaultRefreshAhead
+	}
+	if hard <= 0 {
+		hard = DefaultRefreshHard
+	}
+	return Windows(s.IssuedAt, s.ExpiresAt, ahead, hard)
+}
+
 // Windows returns how long before expiry a background refresh starts
 // (ahead) and requests wait for it (hard), for a token issued at issued
 // and expiring at exp. Both shrink for short-lived tokens: never more than
@@ -99,14 +117,7 @@ func (t *TokenClient) Token(ctx context.Context) (*messages.TokenSnapshot, error
 		return t.acquire(ctx)
 	}
 	if !s.ExpiresAt.IsZero() {
-		ahead, hard := t.Ahead, t.Hard
-		if ahead <= 0 {
-			ahead = 60 * time.Second
-		}
-		if hard <= 0 {
-			hard = 10 * time.Second
-		}
-		ahead, hard = Windows(s.IssuedAt, s.ExpiresAt, ahead, hard)
+		ahead, hard := windowsFor(s, t.Ahead, t.Hard)
 		left := s.ExpiresAt.Sub(t.now())
 		switch {
 		case left <= hard:
