@@ -291,7 +291,7 @@ func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) er
 	}
 	_, err := p.ask(ctx, &messages.SaveAuth{Record: rec, MakeCurrent: true})
 	if err == nil {
-		p.sock.headersChanged()
+		p.sock.tokenChanged()
 	}
 	return err
 }
@@ -322,7 +322,7 @@ func (p *AuthorizedPigeon) AllAuths(ctx context.Context) ([]AuthRecord, error) {
 func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error {
 	_, err := p.ask(ctx, &messages.SwitchAccount{UID: uid})
 	if err == nil {
-		p.sock.headersChanged()
+		p.sock.tokenChanged()
 	}
 	return err
 }
@@ -418,7 +418,7 @@ func (p *AuthorizedPigeon) close() error {
 
 func (p *AuthorizedPigeon) onRefreshed(s messages.TokenSnapshot) {
 	if cur := p.view.Current(); cur != nil && cur.UID == s.UID {
-		p.sock.headersChanged()
+		p.sock.tokenChanged()
 	}
 }
 

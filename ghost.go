@@ -90,7 +90,7 @@ func (g *GhostPigeon) SetAuthToken(token string) {
 	} else {
 		g.token.Store(&messages.TokenSnapshot{AccessToken: Secret(token)})
 	}
-	g.sock.headersChanged()
+	g.sock.tokenChanged()
 }
 
 // UpdateHeaders changes the default headers like

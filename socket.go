@@ -304,11 +304,17 @@ func (h *socketHolder) gone(err error) error {
 
 // headersChanged pushes the current headers to a live socket (no waiting:
 // it may run on an actor's mailbox).
-func (h *socketHolder) headersChanged() {
+func (h *socketHolder) headersChanged() { h.push(false) }
+
+// tokenChanged pushes the headers after the client's token changed (save,
+// switch, refresh); a socket opened with its own fixed Token is left alone.
+func (h *socketHolder) tokenChanged() { h.push(true) }
+
+func (h *socketHolder) push(tokenOnly bool) {
 	h.mu.Lock()
 	sys, pid, static := h.sys, h.pid, h.static
 	h.mu.Unlock()
-	if pid == nil {
+	if pid == nil || (tokenOnly && static != "") {
 		return
 	}
 	hdr := h.env.current()

@@ -104,3 +104,42 @@ func TestRefreshRow24_SocketGetsUpdateWithoutReconnect(t *testing.T) {
 	}
 	var _ = backend.Tokens{}
 }
+
+// A socket opened with its own fixed Token does not follow the client's
+// token: a refresh sends it no `update`; a default-header change still does
+// (keeping its token).
+func TestSocket_FixedTokenIgnoresRefreshes(t *testing.T) {
+	e := newEnv(t, envConfig{noClock: true})
+	alice := e.login("alice@example.com")
+	bob, err := e.be.CreateUser("bob@example.com", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if err := e.p.SocketInit(ctx, pigeon.SocketConnectParams{URL: wsURL(e), JoinID: "chat:universal", Token: bob.AccessToken}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.be.Stats()
+	e.be.ExpireAccessToken(alice.AccessToken)
+	if _, err := e.p.Get(ctx, "/echo"); err != nil { // 401 → refresh of alice's token
+		t.Fatal(err)
+	}
+	// An acked emit after the refresh: an update, had one been sent, would
+	// have been answered first on the same connection.
+	if _, err := e.p.EmitWithAck(ctx, "message", map[string]string{"text": "as bob"}); err != nil {
+		t.Fatal(err)
+	}
+	mid := e.be.Stats()
+	if mid.RefreshCalls != before.RefreshCalls+1 || mid.UpdateFrames != before.UpdateFrames {
+		t.Fatalf("refresh calls +%d, update frames +%d; want +1, +0",
+			mid.RefreshCalls-before.RefreshCalls, mid.UpdateFrames-before.UpdateFrames)
+	}
+	e.p.UpdateHeaders(map[string]string{"X-Client": "test"})
+	if _, err := e.p.EmitWithAck(ctx, "message", map[string]string{"text": "still bob"}); err != nil {
+		t.Fatal(err)
+	}
+	after := e.be.Stats()
+	if after.UpdateAcks != mid.UpdateAcks+1 {
+		t.Fatalf("update acks +%d after UpdateHeaders, want +1 (accepted: still bob's valid token)", after.UpdateAcks-mid.UpdateAcks)
+	}
+}
