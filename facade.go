@@ -91,8 +91,7 @@ type AuthorizedPigeon struct {
 	closing    atomic.Bool
 	closeOnce  sync.Once
 
-	mu       sync.Mutex
-	subStops map[uint64]func() bool
+	unsubs ctxUnsubscribers // SubscribeAuth streams bound to their ctx
 
 	sock *socketHolder
 }
@@ -115,7 +114,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	if err != nil {
 		return nil, err
 	}
-	p := &AuthorizedPigeon{cfg: cfg, log: cfg.logger, store: store, view: &actors.TokenView{}, subStops: map[uint64]func() bool{}}
+	p := &AuthorizedPigeon{cfg: cfg, log: cfg.logger, store: store, view: &actors.TokenView{}}
 	p.life, p.lifeCancel = context.WithCancelCause(context.Background())
 	p.headers.Store(&cfg.headers)
 	p.system = cfg.system
@@ -350,18 +349,7 @@ func (p *AuthorizedPigeon) SubscribeAuth(ctx context.Context) (<-chan AuthStatus
 		return nil, err
 	}
 	sub := r.(*messages.AuthSubscription)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closing.Load() {
-		return sub.C, nil // the store closes it as it stops
-	}
-	id := sub.ID
-	p.subStops[id] = context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		delete(p.subStops, id)
-		p.mu.Unlock()
-		p.system.Root.Send(p.storePID, &messages.UnsubscribeAuth{ID: id})
-	})
+	p.unsubs.add(ctx, sub.ID, func() { p.system.Root.Send(p.storePID, &messages.UnsubscribeAuth{ID: sub.ID}) })
 	return sub.C, nil
 }
 
@@ -389,12 +377,7 @@ func (p *AuthorizedPigeon) close() error {
 	p.lifeCancel(ErrClosed)
 	var errs []error
 	p.sock.close()
-	p.mu.Lock()
-	for id, stop := range p.subStops {
-		stop()
-		delete(p.subStops, id)
-	}
-	p.mu.Unlock()
+	p.unsubs.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, pid := range []*actor.PID{p.coordPID, p.storePID} {

@@ -62,17 +62,16 @@ func WithKeepInactiveSocket() SwitchOption {
 // requests in flight finish on the client they started on. Safe for
 // concurrent use.
 type Switch struct {
-	a        *AuthorizedPigeon
-	g        *GhostPigeon
-	cfg      switchConfig
-	system   *actor.ActorSystem
-	pid      *actor.PID
-	mode     atomic.Int32
-	closed   atomic.Bool
-	once     sync.Once
-	mu       sync.Mutex
-	subStops map[uint64]func() bool
-	wg       sync.WaitGroup // socket disconnects started by mode changes
+	a      *AuthorizedPigeon
+	g      *GhostPigeon
+	cfg    switchConfig
+	system *actor.ActorSystem
+	pid    *actor.PID
+	mode   atomic.Int32
+	closed atomic.Bool
+	once   sync.Once
+	unsubs ctxUnsubscribers // SubscribeMode streams bound to their ctx
+	wg     sync.WaitGroup   // socket disconnects started by mode changes
 }
 
 var _ AppPigeon = (*Switch)(nil)
@@ -83,7 +82,7 @@ func NewSwitch(a *AuthorizedPigeon, g *GhostPigeon, opts ...SwitchOption) (*Swit
 	if a == nil || g == nil {
 		return nil, errors.New("pigeon: NewSwitch needs both clients")
 	}
-	s := &Switch{a: a, g: g, system: a.system, subStops: map[uint64]func() bool{}}
+	s := &Switch{a: a, g: g, system: a.system}
 	for _, o := range opts {
 		o.applySwitch(&s.cfg)
 	}
@@ -164,15 +163,7 @@ func (s *Switch) SubscribeMode(ctx context.Context) (<-chan Mode, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := sub.ID
-	s.subStops[id] = context.AfterFunc(ctx, func() {
-		s.mu.Lock()
-		delete(s.subStops, id)
-		s.mu.Unlock()
-		s.system.Root.Send(s.pid, &messages.UnsubscribeMode{ID: id})
-	})
+	s.unsubs.add(ctx, sub.ID, func() { s.system.Root.Send(s.pid, &messages.UnsubscribeMode{ID: sub.ID}) })
 	return sub.C, nil
 }
 
@@ -226,12 +217,7 @@ func (s *Switch) Close() error {
 	err := ErrClosed
 	s.once.Do(func() {
 		s.closed.Store(true)
-		s.mu.Lock()
-		for id, stop := range s.subStops {
-			stop()
-			delete(s.subStops, id)
-		}
-		s.mu.Unlock()
+		s.unsubs.close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		stopErr := actors.StopAndWait(ctx, s.system, s.pid)
