@@ -101,11 +101,7 @@ func (l *loc) scanQuery(location string) error {
 	hostile := false
 	for q != "" {
 		var pair string
-		if i := strings.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
-		} else {
-			pair, q = q, ""
-		}
+		pair, q, _ = strings.Cut(q, "&")
 		if pair == "" {
 			continue
 		}
@@ -158,11 +154,7 @@ func filterQuery(q string, drop func(key, val string) bool) string {
 	var b strings.Builder
 	for q != "" {
 		var pair string
-		if i := strings.IndexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
-		} else {
-			pair, q = q, ""
-		}
+		pair, q, _ = strings.Cut(q, "&")
 		if pair == "" {
 			continue
 		}
