@@ -15,34 +15,13 @@ import (
 
 	"github.com/apppigeon/pigeon"
 	"github.com/apppigeon/pigeon/examples/backend"
+	"github.com/apppigeon/pigeon/transport/ws/wstest"
 )
 
-// fakeClock is a clock tests move by hand; shared by the backend and pigeon.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.now = t
-	c.mu.Unlock()
+// newFakeClock returns the clock tests move by hand, shared by the backend
+// and pigeon (wstest's fake clock: Now and Advance).
+func newFakeClock() *wstest.Clock {
+	return wstest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // env is one test's world: the example backend behind a real httptest
@@ -52,7 +31,7 @@ type env struct {
 	be    *backend.Backend
 	srv   *httptest.Server
 	p     *pigeon.AuthorizedPigeon
-	clock *fakeClock
+	clock *wstest.Clock
 	// opts and refresher rebuild the client (reopen).
 	opts      []pigeon.Option
 	refresher pigeon.RefreshTokenManager

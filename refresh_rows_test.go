@@ -32,6 +32,7 @@ import (
 	"github.com/apppigeon/pigeon"
 	"github.com/apppigeon/pigeon/examples/backend"
 	"github.com/apppigeon/pigeon/transport"
+	"github.com/apppigeon/pigeon/transport/ws/wstest"
 )
 
 // rowResult is the outcome of one request made in a goroutine.
@@ -913,7 +914,7 @@ func TestRefreshRow11_RotatingRefreshTokens(t *testing.T) {
 // rowOAuthEndpoint serves an RFC 6749 token endpoint at /oauth/token in
 // front of the backend's /auth/refresh (which counts the call), answering
 // expires_in instead of an expiry time.
-func rowOAuthEndpoint(clock *fakeClock) func(http.Handler) http.Handler {
+func rowOAuthEndpoint(clock *wstest.Clock) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/oauth/token" {
