@@ -364,13 +364,22 @@ func (s *socketConn) sendUpdate() bool {
 	return true
 }
 
-func (s *socketConn) onListen(ctx actor.Context, m *messages.Listen) {
+// refuseWhenEnded answers a request with ErrClosed (after Disconnect) or
+// the terminal error (in SocketFailed) and reports whether it did.
+func (s *socketConn) refuseWhenEnded(ctx actor.Context) bool {
 	switch s.state {
 	case messages.SocketClosed:
 		s.sockRespond(ctx, ctx.Sender(), messages.ErrClosed)
-		return
+		return true
 	case messages.SocketFailed:
 		s.sockRespond(ctx, ctx.Sender(), s.termErr)
+		return true
+	}
+	return false
+}
+
+func (s *socketConn) onListen(ctx actor.Context, m *messages.Listen) {
+	if s.refuseWhenEnded(ctx) {
 		return
 	}
 	s.nextListener++
@@ -396,12 +405,7 @@ func (s *socketConn) onUnlisten(id uint64) {
 }
 
 func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
-	switch s.state {
-	case messages.SocketClosed:
-		s.sockRespond(ctx, ctx.Sender(), messages.ErrClosed)
-		return
-	case messages.SocketFailed:
-		s.sockRespond(ctx, ctx.Sender(), s.termErr)
+	if s.refuseWhenEnded(ctx) {
 		return
 	}
 	ch := m.Channel

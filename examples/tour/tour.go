@@ -300,6 +300,15 @@ func (t *tour) receive(ctx context.Context, who string, sub *pigeon.Subscription
 	}
 }
 
+// bothReceive reads the next chat message on alice's and casper's sockets.
+func (t *tour) bothReceive(ctx context.Context) error {
+	if _, err := t.receive(ctx, "alice", t.aliceSub); err != nil {
+		return err
+	}
+	_, err := t.receive(ctx, "casper", t.ghostSub)
+	return err
+}
+
 func (t *tour) chat(ctx context.Context) error {
 	room := pigeon.SocketConnectParams{URL: t.wsURL(), JoinID: "chat:universal"}
 	if err := t.p.SocketInit(ctx, room); err != nil {
@@ -337,25 +346,15 @@ func (t *tour) chat(ctx context.Context) error {
 		return err
 	}
 	t.say("casper emits (and the server acks)")
-	for _, s := range []struct {
-		who string
-		sub *pigeon.Subscription
-	}{{"alice", t.aliceSub}, {"casper", t.ghostSub}} {
-		if _, err := t.receive(ctx, s.who, s.sub); err != nil {
-			return err
-		}
+	if err := t.bothReceive(ctx); err != nil {
+		return err
 	}
 	if err := t.p.Emit(ctx, "message", map[string]string{"text": "hi casper, alice here"}); err != nil {
 		return err
 	}
 	t.say("alice emits")
-	for _, s := range []struct {
-		who string
-		sub *pigeon.Subscription
-	}{{"alice", t.aliceSub}, {"casper", t.ghostSub}} {
-		if _, err := t.receive(ctx, s.who, s.sub); err != nil {
-			return err
-		}
+	if err := t.bothReceive(ctx); err != nil {
+		return err
 	}
 	return nil
 }
@@ -374,10 +373,7 @@ func (t *tour) liveRefresh(ctx context.Context) error {
 	if err := t.p.Emit(ctx, "message", map[string]string{"text": "still here after the refresh"}); err != nil {
 		return err
 	}
-	if _, err := t.receive(ctx, "casper", t.ghostSub); err != nil {
-		return err
-	}
-	if _, err := t.receive(ctx, "alice", t.aliceSub); err != nil {
+	if err := t.bothReceive(ctx); err != nil {
 		return err
 	}
 	after := t.be.Stats()
