@@ -267,9 +267,9 @@ func TestSocketRestart_FailsListenersAndWaiters(t *testing.T) {
 				return false
 			})
 		}, nil)
-		l := e.listen("")
-		done := e.connectAsync()
+		done := e.connectAsync() // lazy: this Connect makes the dial
 		<-inits
+		l := e.listen("")
 		e.waitState("waiting for init_ack", func(s *messages.State) bool { return s.Step == "handshake" })
 		proc, _ := e.sys.ProcessRegistry.Get(e.pid)
 		proc.SendSystemMessage(e.pid, &actor.Restart{})
