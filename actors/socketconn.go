@@ -393,6 +393,12 @@ func (s *socketConn) onConnect(ctx actor.Context) {
 			s.sockRespond(ctx, ctx.Sender(), s.termErr)
 			return
 		}
+		if s.cfg.FailFast && !s.everUp {
+			// The first attempt (an eager actor's, made before this
+			// Connect arrived) failed: that is the answer.
+			s.sockRespond(ctx, ctx.Sender(), s.termErr)
+			return
+		}
 		s.termErr = nil
 		s.rejections = 0
 		s.attempt = 0

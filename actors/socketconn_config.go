@@ -105,8 +105,9 @@ type SocketConfig struct {
 	// FailFast makes a failed attempt terminal (SocketFailed with its
 	// error) until a connection has been up and joined once: a caller
 	// waiting for the first connection learns why it failed and nothing
-	// keeps dialing. A credentials rejection still gets its one retry with
-	// fresh headers. Zero value: retry with backoff from the first attempt.
+	// keeps dialing; a Connect then gets that error rather than starting
+	// over. A credentials rejection still gets its one retry with fresh
+	// headers. Zero value: retry with backoff from the first attempt.
 	FailFast bool
 	// MaxReconnectAttempts ends reconnecting with ErrReconnectExhausted
 	// after that many consecutive failed attempts. Zero value: unlimited.

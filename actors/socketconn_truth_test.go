@@ -311,3 +311,19 @@ func TestSocketConnect_FailFastStopsAfterTheFirstAttempt(t *testing.T) {
 		t.Fatalf("state %v, timers %v, %d dials: want failed, no reconnect, 1 dial", st.State, e.clock.Pending(), e.srv.nupgrade.Load())
 	}
 }
+
+// FailFast: a Connect that arrives after an eager actor's first attempt
+// failed gets that failure; it does not dial again.
+func TestSocketConnect_FailFastConnectAfterTheFailure(t *testing.T) {
+	e := newSockEnvWith(t, func(s *fakeServer) {
+		s.setUpgrade(func(*http.Request) int { return http.StatusInternalServerError })
+	}, func(c *SocketConfig) { c.FailFast, c.Lazy = true, false })
+	e.waitState("failed", func(s *messages.State) bool { return s.State == messages.SocketFailed })
+	var hs *ws.HandshakeError
+	if err := <-e.connectAsync(); !errors.As(err, &hs) || hs.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("Connect = %v", err)
+	}
+	if n := e.srv.nupgrade.Load(); n != 1 {
+		t.Fatalf("%d dials, want 1", n)
+	}
+}
