@@ -75,7 +75,7 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 		Life:          g.life,
 	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
 	g.sock = newSocketHolder(socketEnv{
-		system: g.actorSystem, logger: cfg.logger, cfg: cfg.socket,
+		system: g.actorSystem, logger: cfg.logger, cfg: cfg.socket, policy: socketPolicy(cfg),
 		headers: func(ctx context.Context, _ http.Header) (http.Header, error) { return g.socketHeaders(ctx) },
 		current: func() http.Header { h, _ := g.socketHeaders(context.Background()); return h },
 	})
@@ -149,7 +149,8 @@ func (g *GhostPigeon) SocketInit(ctx context.Context, sp SocketConnectParams) er
 	return g.sock.init(ctx, sp)
 }
 
-// Listen receives every event named event on the socket.
+// Listen receives every event named event on the socket, like
+// AuthorizedPigeon.Listen (allowed before SocketInit).
 func (g *GhostPigeon) Listen(ctx context.Context, event string) (*Subscription, error) {
 	return g.sock.listen(ctx, event)
 }

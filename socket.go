@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/apppigeon/pigeon/actors"
 	"github.com/apppigeon/pigeon/messages"
+	"github.com/apppigeon/pigeon/transport"
 	"github.com/apppigeon/pigeon/transport/wire"
 )
 
@@ -158,6 +160,24 @@ func WithSocketIOJoinEvent(name string) Option {
 	})
 }
 
+// ErrInsecureBearer: a bearer token would travel over plain http or ws to
+// a host that is not loopback (see WithInsecureHTTP). The HTTP requests and
+// SocketInit fail with it; nothing is sent.
+var ErrInsecureBearer = transport.ErrInsecureBearer
+
+// ErrUntrustedHost: SocketInit was asked to carry the bearer token to a
+// host the client does not trust with it (trusted: the WithBaseURL host
+// and WithAuthHosts). Nothing is dialed.
+var ErrUntrustedHost = errors.New("pigeon: host not trusted with the bearer token")
+
+// ErrActorRestarted: a socket's actor was restarted after an internal
+// failure; the subscriptions and requests it had ended with this error.
+var ErrActorRestarted = messages.ErrActorRestarted
+
+// PanicError is a panic of user code pigeon called (a SocketInterceptor),
+// turned into an error: the socket ends with it.
+type PanicError = messages.PanicError
+
 // socketEnv is what a client gives its socket.
 type socketEnv struct {
 	// system returns the actor system sockets are spawned in (created on
@@ -165,6 +185,11 @@ type socketEnv struct {
 	system func() *actor.ActorSystem
 	logger *zap.Logger
 	cfg    socketConfig
+	// policy says which socket URLs may carry the bearer: the HTTP rule.
+	policy transport.BearerPolicy
+	// authorized: the client always sends a bearer (a ghost only while it
+	// has a token).
+	authorized bool
 	// headers returns the handshake headers; rejected non-nil asks for
 	// fresh ones (the server refused those).
 	headers func(ctx context.Context, rejected http.Header) (http.Header, error)
@@ -173,37 +198,117 @@ type socketEnv struct {
 	current func() http.Header
 }
 
+// socketPolicy is the bearer rule of c's HTTP Transport, for sockets.
+func socketPolicy(c *config) transport.BearerPolicy {
+	return transport.BearerPolicy{Hosts: authHosts(c), AllowInsecure: c.allowInsecure}
+}
+
+// socketRun is one SocketConn actor; life ends once the actor has stopped,
+// which fails the requests still waiting for it (a request queued behind
+// the actor's stop is dropped by protoactor without a reply).
+type socketRun struct {
+	pid  *actor.PID
+	life context.Context
+	end  context.CancelFunc
+}
+
 // socketHolder owns a client's one socket connection: the SocketConn
-// actor's PID, replaced by SocketInit and removed by DisconnectSocket.
+// actor, replaced by SocketInit and removed by DisconnectSocket, and the
+// subscriptions made before SocketInit.
 type socketHolder struct {
 	env    socketEnv
 	mu     sync.Mutex
-	sys    *actor.ActorSystem // set with the first pid
-	pid    *actor.PID
+	sys    *actor.ActorSystem // set with the first actor
+	run    *socketRun
 	static string // SocketConnectParams.Token, "" = follow the client
+	strip  bool   // the socket's URL may not carry the bearer
 	closed bool
+	// disconnected: DisconnectSocket ended the socket on purpose; Listen
+	// fails until the next SocketInit.
+	disconnected bool
+	early        []*actors.SocketListener // Listen before SocketInit
 }
 
 func newSocketHolder(env socketEnv) *socketHolder { return &socketHolder{env: env} }
 
-func (h *socketHolder) headersFor(static string) func(context.Context, http.Header) (http.Header, error) {
-	if static == "" {
+// errSocketGone cancels requests to an actor that has stopped.
+var errSocketGone = errors.New("pigeon: socket actor stopped")
+
+// socketAsk is actors.AskAs bound to run: when run's actor has stopped
+// the request fails with actors.ErrNoReply instead of waiting for ctx.
+func socketAsk[T any](ctx context.Context, sys *actor.ActorSystem, run *socketRun, msg any) (T, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(run.life, func() { cancel(errSocketGone) })
+	defer stop()
+	r, err := actors.AskAs[T](ctx, sys, run.pid, msg)
+	if err != nil && errors.Is(context.Cause(ctx), errSocketGone) {
+		err = actors.ErrNoReply
+	}
+	return r, err
+}
+
+// withBearer sets the socket's bearer on hdr, or removes any when the
+// socket's URL may not carry one.
+func withBearer(hdr http.Header, static string, strip bool) http.Header {
+	switch {
+	case strip:
+		hdr.Del("Authorization")
+	case static != "":
+		hdr.Set("Authorization", "Bearer "+static)
+	}
+	return hdr
+}
+
+func (h *socketHolder) headersFor(static string, strip bool) func(context.Context, http.Header) (http.Header, error) {
+	if static == "" && !strip {
 		return h.env.headers
 	}
-	return func(ctx context.Context, _ http.Header) (http.Header, error) {
-		hdr := h.env.current()
-		hdr.Set("Authorization", "Bearer "+static)
-		return hdr, nil
+	return func(ctx context.Context, rejected http.Header) (http.Header, error) {
+		if static != "" {
+			return withBearer(h.env.current(), static, strip), nil
+		}
+		hdr, err := h.env.headers(ctx, rejected)
+		if err != nil {
+			return nil, err
+		}
+		return withBearer(hdr, "", strip), nil
 	}
+}
+
+// bearerRule applies the HTTP bearer rule to the socket URL: an error when
+// the socket would carry the bearer where the client may not send it;
+// strip when it carries none now and must never carry one.
+func (h *socketHolder) bearerRule(p SocketConnectParams) (strip bool, err error) {
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		return false, fmt.Errorf("pigeon: SocketInit: bad URL: %w", err)
+	}
+	refuse := h.env.policy.Secure(u)
+	if !h.env.policy.Trusts(u) {
+		refuse = fmt.Errorf("%w: %q (trusted: the WithBaseURL host and WithAuthHosts)", ErrUntrustedHost, u.Host)
+	}
+	if refuse == nil {
+		return false, nil
+	}
+	if p.Token != "" || h.env.authorized || h.env.current().Get("Authorization") != "" {
+		return false, fmt.Errorf("pigeon: SocketInit: %w", refuse)
+	}
+	return true, nil // a ghost without a token: it never sends one here
 }
 
 func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 	if p.URL == "" {
 		return errors.New("pigeon: SocketInit: empty URL")
 	}
+	strip, err := h.bearerRule(p)
+	if err != nil {
+		return err
+	}
 	cfg := actors.SocketConfig{
 		URL:           p.URL,
 		Lazy:          h.env.cfg.lazy,
+		FailFast:      !h.env.cfg.lazy,
 		Linger:        h.env.cfg.linger,
 		JoinID:        p.JoinID,
 		ListenerQueue: h.env.cfg.queue,
@@ -213,7 +318,7 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		AckTimeout:    h.env.cfg.ackTimeout,
 		Logger:        h.env.logger,
 		Interceptors:  h.env.cfg.interceptors,
-		Headers:       actors.HeaderSource(h.headersFor(p.Token)),
+		Headers:       actors.HeaderSource(h.headersFor(p.Token, strip)),
 	}
 	if strings.Contains(p.URL, "/socket.io") {
 		cfg.Codec = wire.SocketIO(h.env.cfg.sioOpts...)
@@ -226,43 +331,94 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		h.mu.Unlock()
 		return ErrClosed
 	}
-	old := h.pid
+	old := h.run
 	if h.sys == nil {
 		h.sys = h.env.system()
 	}
-	h.pid = h.sys.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(3, time.Minute, actor.DefaultDecider)).
+	cfg.Listeners, h.early = h.early, nil
+	run := &socketRun{}
+	run.life, run.end = context.WithCancel(context.Background())
+	run.pid = h.sys.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(3, time.Minute, actor.DefaultDecider)).
 		SpawnPrefix(actors.NewSocketConnProps(cfg), "pigeon-socket")
-	h.static = p.Token
-	pid := h.pid
+	h.run, h.static, h.strip, h.disconnected = run, p.Token, strip, false
+	sys := h.sys
 	h.mu.Unlock()
 	if old != nil {
-		h.stop(old)
+		h.stop(old, nil)
 	}
 	if cfg.Lazy {
 		return nil
 	}
-	_, err := actors.AskAs[*messages.Connected](ctx, h.sys, pid, &messages.Connect{})
-	return err
+	if _, err := socketAsk[*messages.Connected](ctx, sys, run, &messages.Connect{}); err != nil {
+		err = h.initFailed(ctx, sys, run, err)
+		h.mu.Lock()
+		if h.run == run {
+			h.run = nil
+		}
+		h.mu.Unlock()
+		h.stop(run, err)
+		return err
+	}
+	return nil
 }
 
-func (h *socketHolder) current() (*actor.ActorSystem, *actor.PID, error) {
+// initFailed explains a failed eager SocketInit: the actor's answer, or,
+// when ctx ended first, what the connection was still waiting for and the
+// last attempt's error.
+func (h *socketHolder) initFailed(ctx context.Context, sys *actor.ActorSystem, run *socketRun, err error) error {
+	if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("pigeon: SocketInit: %w", h.gone(err))
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, serr := socketAsk[*messages.State](sctx, sys, run, &messages.GetState{})
+	if serr != nil {
+		return fmt.Errorf("pigeon: SocketInit: %w (socket state unknown: %v)", err, serr)
+	}
+	msg := "socket " + st.State.String()
+	if st.Step != "" {
+		msg += ", " + st.Step
+	}
+	if st.LastErr != nil {
+		return fmt.Errorf("pigeon: SocketInit: %w (%s; last attempt: %w)", err, msg, st.LastErr)
+	}
+	return fmt.Errorf("pigeon: SocketInit: %w (%s)", err, msg)
+}
+
+func (h *socketHolder) current() (*actor.ActorSystem, *socketRun, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, nil, ErrClosed
 	}
-	if h.pid == nil {
+	if h.run == nil {
 		return nil, nil, ErrSocketNotInitialized
 	}
-	return h.sys, h.pid, nil
+	return h.sys, h.run, nil
 }
 
 func (h *socketHolder) listen(ctx context.Context, event string) (*Subscription, error) {
-	sys, pid, err := h.current()
+	h.mu.Lock()
+	if !h.closed && h.run == nil && !h.disconnected {
+		// Before SocketInit: the socket adopts the subscription before it
+		// dials, so it sees what the server sends on connect.
+		l := actors.NewSocketListener(event, h.env.cfg.queue)
+		live := h.early[:0]
+		for _, e := range h.early {
+			if e.Err() == nil {
+				live = append(live, e)
+			}
+		}
+		h.early = append(live, l)
+		h.mu.Unlock()
+		return &Subscription{C: l.C, l: l}, nil
+	}
+	h.mu.Unlock()
+	sys, run, err := h.current()
 	if err != nil {
 		return nil, err
 	}
-	l, err := actors.AskAs[*actors.SocketListener](ctx, sys, pid, &messages.Listen{Event: event})
+	l, err := socketAsk[*actors.SocketListener](ctx, sys, run, &messages.Listen{Event: event})
 	if err != nil {
 		return nil, h.gone(err)
 	}
@@ -270,7 +426,7 @@ func (h *socketHolder) listen(ctx context.Context, event string) (*Subscription,
 }
 
 func (h *socketHolder) emit(ctx context.Context, event string, data any, ack bool) (json.RawMessage, error) {
-	sys, pid, err := h.current()
+	sys, run, err := h.current()
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +441,7 @@ func (h *socketHolder) emit(ctx context.Context, event string, data any, ack boo
 			}
 		}
 	}
-	r, err := actors.AskAs[*messages.EmitResult](ctx, sys, pid, &messages.Emit{Event: event, Data: raw, WantAck: ack})
+	r, err := socketAsk[*messages.EmitResult](ctx, sys, run, &messages.Emit{Event: event, Data: raw, WantAck: ack})
 	if err != nil {
 		return nil, h.gone(err)
 	}
@@ -312,35 +468,38 @@ func (h *socketHolder) tokenChanged() { h.push(true) }
 
 func (h *socketHolder) push(tokenOnly bool) {
 	h.mu.Lock()
-	sys, pid, static := h.sys, h.pid, h.static
+	sys, run, static, strip := h.sys, h.run, h.static, h.strip
 	h.mu.Unlock()
-	if pid == nil || (tokenOnly && static != "") {
+	if run == nil || (tokenOnly && static != "") {
 		return
 	}
-	hdr := h.env.current()
-	if static != "" {
-		hdr.Set("Authorization", "Bearer "+static)
-	}
-	sys.Root.Send(pid, &messages.UpdateHeaders{Headers: hdr})
+	sys.Root.Send(run.pid, &messages.UpdateHeaders{Headers: withBearer(h.env.current(), static, strip)})
 }
 
-func (h *socketHolder) stop(pid *actor.PID) {
+// stop disconnects run's actor (its subscriptions and requests end with
+// cause; nil means ErrClosed), waits until it has stopped and fails any
+// request still addressed to it.
+func (h *socketHolder) stop(run *socketRun, cause error) {
 	h.mu.Lock()
 	sys := h.sys
 	h.mu.Unlock()
+	defer run.end()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _ = actors.Ask(ctx, sys, pid, &messages.Disconnect{})
-	_ = actors.StopAndWait(ctx, sys, pid)
+	_, _ = actors.Ask(ctx, sys, run.pid, &messages.Disconnect{Err: cause})
+	_ = actors.StopAndWait(ctx, sys, run.pid)
 }
 
 func (h *socketHolder) disconnect() error {
 	h.mu.Lock()
-	pid := h.pid
-	h.pid = nil
+	run, early := h.run, h.early
+	h.run, h.early, h.disconnected = nil, nil, true
 	h.mu.Unlock()
-	if pid != nil {
-		h.stop(pid)
+	for _, l := range early {
+		_ = l.Close()
+	}
+	if run != nil {
+		h.stop(run, nil)
 	}
 	return nil
 }
@@ -355,6 +514,7 @@ func (h *socketHolder) close() {
 func (p *AuthorizedPigeon) socketEnv() socketEnv {
 	return socketEnv{
 		system: func() *actor.ActorSystem { return p.system }, logger: p.log, cfg: p.cfg.socket,
+		policy: socketPolicy(p.cfg), authorized: true,
 		current: func() http.Header {
 			hdr := p.defaultHeaders().Clone()
 			if hdr == nil {
@@ -393,6 +553,20 @@ func (p *AuthorizedPigeon) socketEnv() socketEnv {
 // SocketInit opens the client's socket (eager) or records where to open it
 // (WithLazySocket), replacing any previous one. Token "" uses the current
 // account's token and follows its refreshes.
+//
+// The bearer follows the HTTP rule: the URL's host must be trusted (the
+// WithBaseURL host, WithAuthHosts), else ErrUntrustedHost; plain ws:// or
+// http:// to a host that is not loopback needs WithInsecureHTTP, else
+// ErrInsecureBearer. Nothing is dialed then.
+//
+// Eager, it returns once the connection is up and JoinID joined (the
+// server acknowledged the join; socket.io: the join event was sent), or
+// with why not: the dial error, the handshake's HTTP status, the server's
+// rejection with its code and message, a *PanicError; when ctx ends first,
+// ctx's error with what was still pending and the last attempt's error. A
+// failed SocketInit leaves no socket behind (nothing keeps dialing; Emit
+// returns ErrSocketNotInitialized) and ends the subscriptions made before
+// it with its error.
 func (p *AuthorizedPigeon) SocketInit(ctx context.Context, sp SocketConnectParams) error {
 	if p.closing.Load() {
 		return ErrClosed
@@ -401,7 +575,11 @@ func (p *AuthorizedPigeon) SocketInit(ctx context.Context, sp SocketConnectParam
 }
 
 // Listen receives every event named event on the socket ("" = every
-// event). ErrSocketNotInitialized before SocketInit.
+// event); nothing the server sends after Listen returns is lost. Called
+// before SocketInit, the subscription is handed to the socket SocketInit
+// opens before it dials, so it sees the events sent on connect. After
+// DisconnectSocket (until the next SocketInit) it fails with
+// ErrSocketNotInitialized.
 func (p *AuthorizedPigeon) Listen(ctx context.Context, event string) (*Subscription, error) {
 	return p.sock.listen(ctx, event)
 }

@@ -33,10 +33,13 @@ func NewSocketConnProps(cfg SocketConfig) *actor.Props {
 	}, actor.WithMailbox(newInlineMailbox))
 }
 
-// Internal messages. Each carries the connection generation it belongs
-// to; a stale one (older generation) is dropped.
+// Internal messages. Each carries the incarnation that sent it (sockOwned:
+// after a restart the new incarnation drops what the old one's goroutines
+// and timers still deliver) and the connection generation it belongs to; a
+// stale one (older generation) is dropped.
 type (
 	sockDialResult struct {
+		sockOwned
 		gen     uint64
 		dial    *sockDial
 		err     error
@@ -45,19 +48,41 @@ type (
 		ver     uint64      // headersVer when the dial started
 	}
 	sockFrame struct {
+		sockOwned
 		gen   uint64
 		frame wire.Frame
 	}
 	sockLost struct {
+		sockOwned
 		gen uint64
 		err error
 	}
-	sockReconnectTick struct{ gen uint64 }
-	sockPingTick      struct{ gen uint64 }
-	sockLingerTick    struct{ seq uint64 }
-	sockAckTimeout    struct{ id string }
-	sockCloserDone    struct{}
+	sockReconnectTick struct {
+		sockOwned
+		gen uint64
+	}
+	sockPingTick struct {
+		sockOwned
+		gen uint64
+	}
+	sockLingerTick struct {
+		sockOwned
+		seq uint64
+	}
+	sockAckTimeout struct {
+		sockOwned
+		id string
+	}
+	sockCloserDone struct{ sockOwned }
 )
+
+// sockOwned names the actor incarnation an internal message belongs to.
+type sockOwned struct{ owner *socketConn }
+
+func (o sockOwned) ownedBy(s *socketConn) bool { return o.owner == s }
+
+// sockInternal is implemented by every internal message.
+type sockInternal interface{ ownedBy(*socketConn) bool }
 
 // Timers and goroutines may deliver these after the actor stopped: such a
 // dead letter is expected, not worth a log line.
@@ -140,20 +165,31 @@ type socketConn struct {
 
 	state   messages.SocketState
 	termErr error
-	pinned  bool // Connect received (or eager): stay connected
+	pinned  bool  // Connect received (or eager): stay connected
+	joining bool  // the JoinID join is sent and its ack not yet received
+	everUp  bool  // a connection was up (and joined) once
+	lastErr error // why the last connection attempt failed or the last connection ended
 
-	gen        uint64
-	dial       *sockDial
-	dialWG     sync.WaitGroup
-	pump       *ws.Pump
-	closers    sync.WaitGroup // goroutines shutting old pumps down gracefully
-	initSent   bool
-	initID     string
-	initVer    uint64
-	session    string
-	attempt    int
-	rejections int
-	rejected   http.Header // non-nil: the next header fetch passes it
+	// panicked is a user callback's panic caught while handling the
+	// current message; Receive turns it into a terminal error afterwards.
+	panicked error
+	// crash is the panic that is about to make the supervisor restart
+	// this incarnation (recorded by Receive, reported on Restarting).
+	crash any
+
+	gen         uint64
+	dial        *sockDial
+	dialWG      sync.WaitGroup
+	pump        *ws.Pump
+	closers     sync.WaitGroup // goroutines shutting old pumps down gracefully
+	initSent    bool
+	initID      string
+	initVer     uint64
+	session     string
+	attempt     int
+	rejections  int
+	rejected    http.Header // non-nil: the next header fetch passes it
+	rejectCause error       // the rejection that asked for fresh headers
 
 	headers    http.Header
 	headersVer uint64
@@ -174,20 +210,49 @@ type socketConn struct {
 	droppedClosed uint64 // drops of listeners already removed
 
 	listeners      map[uint64]*SocketListener
-	nextListener   uint64
 	connectWaiters []*actor.PID
 }
 
 func (s *socketConn) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.crash = r // for Restarting; the supervisor decides
+			panic(r)
+		}
+	}()
+	msg := ctx.Message()
+	if im, ok := msg.(sockInternal); ok && !im.ownedBy(s) {
+		return // sent to an earlier incarnation
+	}
+	s.receive(ctx, msg)
+	if err := s.panicked; err != nil {
+		s.panicked = nil
+		if s.state != messages.SocketClosed && s.state != messages.SocketFailed {
+			s.fail(err, websocket.CloseNormalClosure)
+		}
+	}
+}
+
+func (s *socketConn) receive(ctx actor.Context, msg any) {
+	switch m := msg.(type) {
 	case *actor.Started:
 		s.sockStart(ctx)
 	case *actor.Stopping:
-		s.sockStop()
+		s.sockStop(messages.ErrClosed)
+	case *actor.Restarting:
+		err := fmt.Errorf("pigeon/actors: socket: %w", messages.ErrActorRestarted)
+		if s.crash != nil {
+			err = fmt.Errorf("pigeon/actors: socket: %w after a panic: %v", messages.ErrActorRestarted, s.crash)
+		}
+		s.sockStop(err)
 	case *messages.Connect:
 		s.onConnect(ctx)
 	case *messages.Disconnect:
-		s.sockShutdown(messages.ErrClosed, true)
+		err := messages.ErrClosed
+		if m.Err != nil {
+			err = m.Err
+		}
+		s.sockShutdown(err, true)
 		s.sockRespond(ctx, ctx.Sender(), &messages.Disconnected{})
 	case *messages.UpdateHeaders:
 		s.onUpdateHeaders(ctx, m)
@@ -266,19 +331,29 @@ func (s *socketConn) sockStart(ctx actor.Context) {
 	s.positions = map[string]wire.Position{}
 	s.listeners = map[uint64]*SocketListener{}
 	s.state = messages.SocketIdle
+	for _, l := range s.cfg.Listeners {
+		if l.sockAdopt(s.sys, s.self) {
+			s.listeners[l.id] = l
+		}
+	}
 	if err := s.rawCfg.Validate(); err != nil {
 		s.state = messages.SocketFailed
 		s.termErr = err
+		s.failAll(err)
 		return
 	}
 	if !s.cfg.Lazy {
 		s.pinned = true
+	}
+	if s.wanted() {
 		s.sockDial()
 	}
 }
 
-func (s *socketConn) sockStop() {
-	s.sockShutdown(messages.ErrClosed, false)
+// sockStop ends everything with err (Stopping, Restarting) and waits for
+// every goroutine this incarnation started.
+func (s *socketConn) sockStop(err error) {
+	s.sockShutdown(err, false)
 	s.dialWG.Wait()
 	s.closers.Wait()
 }
@@ -318,6 +393,12 @@ func (s *socketConn) onConnect(ctx actor.Context) {
 			s.sockRespond(ctx, ctx.Sender(), s.termErr)
 			return
 		}
+		if s.cfg.FailFast && !s.everUp {
+			// The first attempt (an eager actor's, made before this
+			// Connect arrived) failed: that is the answer.
+			s.sockRespond(ctx, ctx.Sender(), s.termErr)
+			return
+		}
 		s.termErr = nil
 		s.rejections = 0
 		s.attempt = 0
@@ -325,7 +406,7 @@ func (s *socketConn) onConnect(ctx actor.Context) {
 	}
 	s.pinned = true
 	s.cancelLinger()
-	if s.established() {
+	if s.established() && !s.joining {
 		s.sockRespond(ctx, ctx.Sender(), &messages.Connected{Session: s.session})
 		return
 	}
@@ -382,9 +463,8 @@ func (s *socketConn) onListen(ctx actor.Context, m *messages.Listen) {
 	if s.refuseWhenEnded(ctx) {
 		return
 	}
-	s.nextListener++
-	ch := make(chan messages.SocketEvent, s.cfg.ListenerQueue)
-	l := &SocketListener{C: ch, ch: ch, id: s.nextListener, event: m.Event, sys: s.sys, pid: s.self}
+	l := NewSocketListener(m.Event, s.cfg.ListenerQueue)
+	l.sockAdopt(s.sys, s.self)
 	s.listeners[l.id] = l
 	s.cancelLinger()
 	if s.state == messages.SocketIdle {
@@ -457,7 +537,11 @@ func (s *socketConn) sendEmit(out *sockOutgoing) {
 		if out.wantAck {
 			s.resolve(out.op.ID)
 		}
-		s.reply(out.sender, fmt.Errorf("pigeon/actors: socket: emit: %w", errors.Join(messages.ErrBufferFull, err)))
+		var pe *messages.PanicError
+		if !errors.As(err, &pe) { // a full write queue
+			err = errors.Join(messages.ErrBufferFull, err)
+		}
+		s.reply(out.sender, fmt.Errorf("pigeon/actors: socket: emit: %w", err))
 		return
 	}
 	if !out.wantAck {
@@ -471,7 +555,7 @@ func (s *socketConn) sendEmit(out *sockOutgoing) {
 // track registers a request waiting for a reply and arms its timeout.
 func (s *socketConn) track(id string, p *sockPending) {
 	p.timer = s.clock.AfterFunc(s.cfg.AckTimeout, func() {
-		s.sys.Root.Send(s.self, &sockAckTimeout{id: id})
+		s.sys.Root.Send(s.self, &sockAckTimeout{sockOwned: sockOwned{s}, id: id})
 	})
 	s.pending[id] = p
 }
@@ -546,7 +630,7 @@ func (s *socketConn) sockDial() {
 	go func() {
 		defer s.dialWG.Done()
 		defer cancel()
-		res := &sockDialResult{gen: gen, dial: d, headers: headers, ver: ver}
+		res := &sockDialResult{sockOwned: sockOwned{s}, gen: gen, dial: d, headers: headers, ver: ver}
 		if src != nil {
 			hctx, hcancel := context.WithTimeout(ctx, hTimeout)
 			h, err := sockCallHeaders(hctx, src, rejected)
@@ -603,6 +687,11 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 		s.headers = m.headers
 		s.headersVer++
 	}
+	if m.err != nil && s.rejectCause != nil {
+		// Name the rejection that made this attempt fetch fresh headers.
+		m.err = fmt.Errorf("%w (retrying after: %w)", m.err, s.rejectCause)
+	}
+	s.rejectCause = nil
 	if m.err != nil {
 		var he *sockHeaderError
 		var hs *ws.HandshakeError
@@ -625,8 +714,8 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 	gen := s.gen
 	sys, self := s.sys, s.self
 	s.pump = ws.NewPump(conn, ws.PumpConfig{
-		OnFrame:      func(f wire.Frame) { sys.Root.Send(self, &sockFrame{gen: gen, frame: f}) },
-		OnReadError:  func(err error) { sys.Root.Send(self, &sockLost{gen: gen, err: err}) },
+		OnFrame:      func(f wire.Frame) { sys.Root.Send(self, &sockFrame{sockOwned: sockOwned{s}, gen: gen, frame: f}) },
+		OnReadError:  func(err error) { sys.Root.Send(self, &sockLost{sockOwned: sockOwned{s}, gen: gen, err: err}) },
 		WriteTimeout: s.cfg.WriteTimeout,
 		QueueSize:    s.cfg.WriteQueue,
 	})
@@ -672,6 +761,9 @@ func (s *socketConn) sendFrames(frames []wire.Frame) error {
 	}
 	for _, f := range frames {
 		f, ok := s.intercept(SocketOutbound, f)
+		if s.panicked != nil {
+			return s.panicked
+		}
 		if !ok {
 			continue
 		}
@@ -682,7 +774,21 @@ func (s *socketConn) sendFrames(frames []wire.Frame) error {
 	return nil
 }
 
-func (s *socketConn) intercept(dir SocketDirection, f wire.Frame) (wire.Frame, bool) {
+// intercept runs the interceptors on f. A panicking interceptor drops the
+// frame and is recorded in s.panicked (Receive then fails the socket with
+// it).
+func (s *socketConn) intercept(dir SocketDirection, f wire.Frame) (out wire.Frame, keep bool) {
+	if len(s.cfg.Interceptors) == 0 {
+		return f, true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if s.panicked == nil {
+				s.panicked = &messages.PanicError{Callback: "socket interceptor", Value: r}
+			}
+			out, keep = wire.Frame{}, false
+		}
+	}()
 	for _, ic := range s.cfg.Interceptors {
 		var ok bool
 		if f, ok = ic(dir, f); !ok {
@@ -697,7 +803,7 @@ func (s *socketConn) armPing(d time.Duration) {
 		s.pingTimer.Stop()
 	}
 	gen := s.gen
-	s.pingTimer = s.clock.AfterFunc(d, func() { s.sys.Root.Send(s.self, &sockPingTick{gen: gen}) })
+	s.pingTimer = s.clock.AfterFunc(d, func() { s.sys.Root.Send(s.self, &sockPingTick{sockOwned: sockOwned{s}, gen: gen}) })
 }
 
 func (s *socketConn) onPingTick() {
@@ -741,6 +847,7 @@ func (s *socketConn) dropConn(code int, text string) {
 		}
 	}
 	s.initSent = false
+	s.joining = false
 	s.session = ""
 	if p := s.pump; p != nil {
 		// Never wait for the pump here: this handler may be running on
@@ -765,7 +872,7 @@ func (s *socketConn) dropConn(code int, text string) {
 			case <-time.After(s.cfg.WriteTimeoutOrDefault()):
 			}
 			p.Close()
-			sys.Root.Send(self, &sockCloserDone{})
+			sys.Root.Send(self, &sockCloserDone{sockOwned{s}})
 		}()
 	}
 }
@@ -777,6 +884,17 @@ func (s *socketConn) connLost(cause error) {
 }
 
 func (s *socketConn) scheduleReconnect(cause error) {
+	s.lastErr = cause
+	if s.cfg.FailFast && !s.everUp && s.wanted() {
+		s.fail(cause, 0)
+		return
+	}
+	// Connect waiters asked for a connection: this attempt failed, and
+	// they learn why (the actor keeps retrying while it is wanted).
+	for _, w := range s.connectWaiters {
+		s.reply(w, cause)
+	}
+	s.connectWaiters = nil
 	if !s.wanted() {
 		s.state = messages.SocketIdle
 		return
@@ -790,12 +908,13 @@ func (s *socketConn) scheduleReconnect(cause error) {
 	s.state = messages.SocketReconnecting
 	gen := s.gen
 	s.log.Debug("socket: reconnect scheduled", zap.Duration("delay", delay), zap.Int("attempt", s.attempt), zap.NamedError("cause", cause))
-	s.reconnectTmr = s.clock.AfterFunc(delay, func() { s.sys.Root.Send(s.self, &sockReconnectTick{gen: gen}) })
+	s.reconnectTmr = s.clock.AfterFunc(delay, func() { s.sys.Root.Send(s.self, &sockReconnectTick{sockOwned: sockOwned{s}, gen: gen}) })
 }
 
 // rejectedBy handles a credentials rejection: fetch fresh headers once and
 // retry at once; a second rejection in a row is terminal.
 func (s *socketConn) rejectedBy(cause error) {
+	s.lastErr = cause
 	rejected := s.headers.Clone()
 	s.dropConn(0, "")
 	if s.rejections >= 1 {
@@ -803,6 +922,7 @@ func (s *socketConn) rejectedBy(cause error) {
 		return
 	}
 	s.rejections++
+	s.rejectCause = cause
 	if rejected == nil {
 		rejected = http.Header{}
 	}
@@ -888,7 +1008,7 @@ func (s *socketConn) sockMaybeIdle(expired bool) {
 	if !expired && s.cfg.Linger > 0 {
 		if s.lingerTmr == nil {
 			seq := s.lingerSeq
-			s.lingerTmr = s.clock.AfterFunc(s.cfg.Linger, func() { s.sys.Root.Send(s.self, &sockLingerTick{seq: seq}) })
+			s.lingerTmr = s.clock.AfterFunc(s.cfg.Linger, func() { s.sys.Root.Send(s.self, &sockLingerTick{sockOwned: sockOwned{s}, seq: seq}) })
 		}
 		return
 	}
@@ -923,7 +1043,7 @@ func (s *socketConn) onFrame(f wire.Frame) {
 	s.lastRx = s.clock.Now()
 	f, ok := s.intercept(SocketInbound, f)
 	if !ok {
-		return
+		return // dropped (or the interceptor panicked: see Receive)
 	}
 	msgs, err := s.codec.Decode(f)
 	if err != nil {
@@ -998,6 +1118,7 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 		op := wire.Join{ID: s.newID(), Channel: s.cfg.JoinID, Since: s.positions[s.cfg.JoinID]}
 		if s.codec.ExpectsReply(op) {
 			s.track(op.ID, &sockPending{kind: sockReqJoin, gen: s.gen, channel: op.Channel, since: op.Since})
+			s.joining = true
 		}
 		if err := s.sendOp(op); err != nil {
 			s.connLost(err)
@@ -1016,11 +1137,21 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 		}
 		s.sendEmit(o)
 	}
+	if !s.joining {
+		s.answerConnected()
+	}
+	s.sockMaybeIdle(false)
+}
+
+// answerConnected tells the Connect waiters the connection is up (and
+// JoinID joined).
+func (s *socketConn) answerConnected() {
+	s.lastErr = nil
+	s.everUp = true
 	for _, w := range s.connectWaiters {
 		s.reply(w, &messages.Connected{Session: s.session})
 	}
 	s.connectWaiters = nil
-	s.sockMaybeIdle(false)
 }
 
 func (s *socketConn) onAck(m wire.Ack) {
@@ -1043,6 +1174,10 @@ func (s *socketConn) onAck(m wire.Ack) {
 		}
 		if had && prev != (wire.Position{}) && !m.Recovered {
 			s.broadcast(messages.SocketEvent{Name: messages.SocketGapEvent, Channel: ch, Position: m.Position, Gap: true}, true)
+		}
+		if p.gen == s.gen && s.joining && p.channel == s.cfg.JoinID {
+			s.joining = false
+			s.answerConnected()
 		}
 	}
 }
@@ -1117,6 +1252,7 @@ func (s *socketConn) snapshot() *messages.State {
 		State: s.state, Err: s.termErr, Generation: s.gen, Attempt: s.attempt, Session: s.session,
 		Listeners: len(s.listeners), Buffered: len(s.outbox), PendingAcks: len(s.pending),
 		Dropped: s.droppedClosed, Duplicates: s.duplicates, Positions: map[string]wire.Position{},
+		LastErr: s.lastErr, Step: s.step(),
 	}
 	for _, l := range s.listeners {
 		st.Dropped += l.Dropped()
@@ -1125,6 +1261,21 @@ func (s *socketConn) snapshot() *messages.State {
 		st.Positions[k] = v
 	}
 	return st
+}
+
+// step names what a connection in progress waits for.
+func (s *socketConn) step() string {
+	switch {
+	case s.dial != nil:
+		return "dialing"
+	case s.state == messages.SocketConnecting && s.pump != nil:
+		return "handshake"
+	case s.joining:
+		return "joining " + s.cfg.JoinID
+	case s.state == messages.SocketReconnecting:
+		return "waiting to reconnect"
+	}
+	return ""
 }
 
 // WriteTimeoutOrDefault returns WriteTimeout or ws.DefaultWriteTimeout.

@@ -102,6 +102,13 @@ type SocketConfig struct {
 	// uniformly in [0, min(max, base·2ⁿ)]. Zero values mean 200ms and 20s.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// FailFast makes a failed attempt terminal (SocketFailed with its
+	// error) until a connection has been up and joined once: a caller
+	// waiting for the first connection learns why it failed and nothing
+	// keeps dialing; a Connect then gets that error rather than starting
+	// over. A credentials rejection still gets its one retry with fresh
+	// headers. Zero value: retry with backoff from the first attempt.
+	FailFast bool
 	// MaxReconnectAttempts ends reconnecting with ErrReconnectExhausted
 	// after that many consecutive failed attempts. Zero value: unlimited.
 	MaxReconnectAttempts int
@@ -112,8 +119,14 @@ type SocketConfig struct {
 	Rand *rand.Rand
 	// Logger receives the actor's logs. Zero value means zap.NewNop().
 	Logger *zap.Logger
-	// Interceptors see every frame in and out, in order. Zero value: none.
+	// Interceptors see every frame in and out, in order. A panicking
+	// interceptor fails the socket with a *messages.PanicError. Zero value:
+	// none.
 	Interceptors []SocketInterceptor
+	// Listeners (from NewSocketListener) are adopted when the actor starts,
+	// before it dials: they see the events the server sends on connect. In
+	// lazy mode they make the actor dial at once. Zero value: none.
+	Listeners []*SocketListener
 	// Dial configures the websocket dial (handshake timeout, read limit,
 	// net dialer). Header and Subprotocols are set by the actor from the
 	// header source and the codec. Zero value: ws defaults (10s handshake,
@@ -193,5 +206,6 @@ func (c SocketConfig) withDefaults() SocketConfig {
 	}
 	c.InitialHeaders = c.InitialHeaders.Clone()
 	c.Interceptors = append([]SocketInterceptor(nil), c.Interceptors...)
+	c.Listeners = append([]*SocketListener(nil), c.Listeners...)
 	return c
 }

@@ -22,14 +22,43 @@ type SocketListener struct {
 
 	id      uint64
 	event   string
-	ch      chan messages.SocketEvent // written and closed only by the actor
-	sys     *actor.ActorSystem
-	pid     *actor.PID
+	ch      chan messages.SocketEvent // written and closed only by the owning actor
 	dropped atomic.Uint64
 
 	mu    sync.Mutex
+	sys   *actor.ActorSystem // owner; nil until adopted
+	pid   *actor.PID
 	err   error
 	ended bool
+}
+
+// listenerIDs numbers listeners across every SocketConn and incarnation,
+// so an Unlisten can never reach a listener it was not meant for.
+var listenerIDs atomic.Uint64
+
+// NewSocketListener returns a listener for event with a queue of size
+// (0 means DefaultSocketListenerQueue) that no SocketConn owns yet: give it
+// in SocketConfig.Listeners and the actor adopts it before it dials, so it
+// sees everything from the first frame on. Closed before that, it ends at
+// once with messages.ErrClosed.
+func NewSocketListener(event string, size int) *SocketListener {
+	if size <= 0 {
+		size = DefaultSocketListenerQueue
+	}
+	ch := make(chan messages.SocketEvent, size)
+	return &SocketListener{C: ch, ch: ch, id: listenerIDs.Add(1), event: event}
+}
+
+// sockAdopt makes the actor at pid the listener's owner; false when the
+// listener already ended. Actor only.
+func (l *SocketListener) sockAdopt(sys *actor.ActorSystem, pid *actor.PID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return false
+	}
+	l.sys, l.pid = sys, pid
+	return true
 }
 
 // ID identifies the listener in messages.Unlisten.
@@ -52,11 +81,19 @@ func (l *SocketListener) Dropped() uint64 { return l.dropped.Load() }
 // returns at once; C closes shortly after. Idempotent; always nil.
 func (l *SocketListener) Close() error {
 	l.mu.Lock()
-	ended := l.ended
-	l.mu.Unlock()
-	if !ended {
-		l.sys.Root.Send(l.pid, &messages.Unlisten{ID: l.id})
+	if l.ended {
+		l.mu.Unlock()
+		return nil
 	}
+	if l.pid == nil { // not adopted yet: nobody else writes to ch
+		l.ended, l.err = true, messages.ErrClosed
+		close(l.ch)
+		l.mu.Unlock()
+		return nil
+	}
+	sys, pid := l.sys, l.pid
+	l.mu.Unlock()
+	sys.Root.Send(pid, &messages.Unlisten{ID: l.id})
 	return nil
 }
 

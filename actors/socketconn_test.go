@@ -30,6 +30,7 @@ type sockEnv struct {
 	pid   *actor.PID
 	srv   *fakeServer
 	clock *wstest.Clock
+	cfg   *SocketConfig // as given to the actor
 }
 
 // newSockEnv starts a fake server and a SocketConn configured by cfg after
@@ -68,7 +69,7 @@ func newSockEnvWith(t *testing.T, setup func(*fakeServer), mut func(*SocketConfi
 		mut(&cfg)
 	}
 	pid := sys.Root.Spawn(NewSocketConnProps(cfg))
-	e := &sockEnv{t: t, sys: sys, pid: pid, srv: srv, clock: clock}
+	e := &sockEnv{t: t, sys: sys, pid: pid, srv: srv, clock: clock, cfg: &cfg}
 	t.Cleanup(func() { e.stop() })
 	return e
 }

@@ -74,7 +74,8 @@ func WithActorLogger(l *zap.Logger) ActorOption {
 // SubscribeRedirects, UnsubscribeRedirects, GetLocation, RecheckGuards,
 // GetGuardStates). A restart re-runs the producer: states are reset to the
 // initial ones and the checks run again; subscriptions end (their channels
-// close). Props are safe to spawn several times; each actor is
+// close, Err wraps messages.ErrActorRestarted) and parked Navigate and
+// RecheckGuards requests get that error. Props are safe to spawn several times; each actor is
 // independent.
 func NewProps(router *Router, opts ...ActorOption) (*actor.Props, error) {
 	if router == nil {
@@ -115,6 +116,7 @@ const (
 // checkDone carries the result of one run of guard checks back to the
 // actor.
 type checkDone struct {
+	from *guardActor // the incarnation that ran the checks
 	gen  uint64
 	snap Snapshot
 	err  error
@@ -128,6 +130,24 @@ type parkedNav struct {
 type subscriber struct {
 	ch      chan *messages.Redirected
 	dropped uint64
+
+	mu  sync.Mutex
+	err error // why ch was closed
+}
+
+// end records why the subscription ended and closes its channel. Actor
+// only.
+func (s *subscriber) end(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+	close(s.ch)
+}
+
+func (s *subscriber) errOf() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // guardActor is the guard evaluator actor. All fields are owned by the
@@ -156,15 +176,29 @@ type guardActor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	crash any // the panic about to restart this incarnation
 }
 
 // Receive handles the protocol.
 func (a *guardActor) Receive(c actor.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.crash = r // reported on Restarting; the supervisor decides
+			panic(r)
+		}
+	}()
 	switch m := c.Message().(type) {
 	case *actor.Started:
 		a.start(c)
 	case *actor.Stopping:
-		a.stop()
+		a.stop(fmt.Errorf("pigeon/guardactor: actor stopping: %w", messages.ErrClosed))
+	case *actor.Restarting:
+		err := fmt.Errorf("pigeon/guardactor: %w", messages.ErrActorRestarted)
+		if a.crash != nil {
+			err = fmt.Errorf("pigeon/guardactor: %w after a panic: %v", messages.ErrActorRestarted, a.crash)
+		}
+		a.stop(err)
 	case *messages.Navigate:
 		if m == nil {
 			c.Respond(errors.New("pigeon/guardactor: nil Navigate"))
@@ -178,13 +212,15 @@ func (a *guardActor) Receive(c actor.Context) {
 	case *messages.GuardChanged:
 		a.guardChanged(c, m)
 	case *checkDone:
-		a.checkDone(c, m)
+		if m.from == a { // not one of an earlier incarnation's runs
+			a.checkDone(c, m)
+		}
 	case *messages.SubscribeRedirects:
 		a.subscribe(c, m)
 	case *messages.UnsubscribeRedirects:
 		s, ok := a.subs[m.ID]
 		if ok {
-			close(s.ch)
+			s.end(messages.ErrClosed)
 			delete(a.subs, m.ID)
 		}
 		c.Respond(&messages.UnsubscribedRedirects{Found: ok})
@@ -212,7 +248,10 @@ func (a *guardActor) start(c actor.Context) {
 	a.runChecks(c)
 }
 
-func (a *guardActor) stop() {
+// stop ends this incarnation (Stopping, Restarting): the checks are
+// cancelled and waited for, every subscription ends with err, and every
+// parked Navigate and RecheckGuards gets err.
+func (a *guardActor) stop(err error) {
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -220,16 +259,19 @@ func (a *guardActor) stop() {
 	// wait is short.
 	a.wg.Wait()
 	for id, s := range a.subs {
-		close(s.ch)
+		s.end(err)
 		delete(a.subs, id)
 	}
-	err := fmt.Errorf("pigeon/guardactor: actor stopping: %w", messages.ErrClosed)
 	for _, p := range a.parked {
 		if p.sender != nil {
 			a.sendTo(p.sender, err)
 		}
 	}
 	a.parked = nil
+	for _, w := range a.recheckWaiter {
+		a.sendTo(w, err)
+	}
+	a.recheckWaiter = nil
 }
 
 // sendTo sends a reply to a stored sender (Respond only reaches the
@@ -256,7 +298,7 @@ func (a *guardActor) runChecks(c actor.Context) {
 	go func() {
 		defer a.wg.Done()
 		snap, err := CheckGuards(ctx, guards, timeout)
-		sys.Root.Send(self, &checkDone{gen: gen, snap: snap, err: err})
+		sys.Root.Send(self, &checkDone{from: a, gen: gen, snap: snap, err: err})
 	}()
 }
 
@@ -451,5 +493,5 @@ func (a *guardActor) subscribe(c actor.Context, m *messages.SubscribeRedirects) 
 	a.nextID++
 	s := &subscriber{ch: make(chan *messages.Redirected, n)}
 	a.subs[a.nextID] = s
-	c.Respond(&messages.RedirectSubscription{ID: a.nextID, C: s.ch})
+	c.Respond(&messages.RedirectSubscription{ID: a.nextID, C: s.ch, Err: s.errOf})
 }

@@ -272,3 +272,57 @@ func TestNewProps_Validates(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A restart ends every subscription with an error wrapping
+// ErrActorRestarted (its channel closes, Err says why) and answers parked
+// Navigate and RecheckGuards requests with it; the new incarnation
+// ignores the old one's check results and serves requests.
+func TestActor_RestartFailsSubscribersAndWaiters(t *testing.T) {
+	sys := newSystem(t)
+	started := make(chan struct{}, 8)
+	hold := guardactor.GuardFunc("auth", func(ctx context.Context) (bool, error) {
+		started <- struct{}{}
+		<-ctx.Done() // until the incarnation ends
+		return false, ctx.Err()
+	})
+	pid := spawnGuard(t, sys, guardactor.WithGuards(hold))
+	<-started
+	sub := subscribe(t, sys, pid, 0)
+	if err := sub.Err(); err != nil {
+		t.Fatalf("open subscription Err = %v", err)
+	}
+	// One sender, so the actor sees Navigate before RecheckGuards; the
+	// recheck's run starting proves both were handled (and parked).
+	replies := make(chan any, 2)
+	inbox := sys.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
+		if _, sys := c.Message().(actor.SystemMessage); !sys {
+			replies <- c.Message()
+		}
+	}))
+	t.Cleanup(func() { _ = actors.StopAndWait(context.Background(), sys, inbox) })
+	sys.Root.RequestWithCustomSender(pid, &messages.Navigate{Location: "/dashboard/5"}, inbox)
+	sys.Root.RequestWithCustomSender(pid, &messages.RecheckGuards{}, inbox)
+	<-started
+	proc, _ := sys.ProcessRegistry.Get(pid)
+	proc.SendSystemMessage(pid, &actor.Restart{})
+	for i := 0; i < 2; i++ {
+		select {
+		case r := <-replies:
+			if err, _ := r.(error); !errors.Is(err, messages.ErrActorRestarted) {
+				t.Fatalf("reply %d = %v, want ErrActorRestarted", i, r)
+			}
+		case <-testCtx(t).Done():
+			t.Fatal("a parked request was never answered")
+		}
+	}
+	if _, ok := <-sub.C; ok {
+		t.Fatal("subscription open after restart")
+	}
+	if err := sub.Err(); !errors.Is(err, messages.ErrActorRestarted) {
+		t.Fatalf("subscription Err = %v", err)
+	}
+	<-started // the new incarnation checks again
+	if _, err := actors.AskAs[*messages.CurrentLocation](testCtx(t), sys, pid, &messages.GetLocation{}); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}

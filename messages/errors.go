@@ -1,6 +1,9 @@
 package messages
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of pigeon's protocols. The root package re-exports each of
 // them under the same name; errors.Is matches them through every wrapper
@@ -35,3 +38,21 @@ var (
 	// ErrSessionExpired. Any other error from a refresher is transient.
 	ErrRefreshRejected = errors.New("pigeon: refresh token rejected")
 )
+
+// ErrActorRestarted is wrapped by the error every subscriber and waiting
+// requester of an actor gets when its supervisor restarts it after a
+// failure: their subscriptions and requests did not survive the restart.
+var ErrActorRestarted = errors.New("pigeon: actor restarted after a failure")
+
+// PanicError is a panic of user code (a callback such as a socket
+// interceptor) caught by an actor and turned into an error.
+type PanicError struct {
+	// Callback names the user code that panicked.
+	Callback string
+	// Value is what it panicked with.
+	Value any
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("pigeon: %s panicked: %v", e.Callback, e.Value)
+}

@@ -80,10 +80,16 @@ type SubscribeRedirects struct {
 // Overflow policy: when C is full, the actor drops the OLDEST queued event
 // to make room (the newest redirect is the one that matters) and counts it
 // in the next event's Dropped; a slow subscriber never blocks the actor. C
-// is closed after UnsubscribeRedirects and when the actor stops.
+// is closed after UnsubscribeRedirects, when the actor stops and when it
+// is restarted after a failure; Err then says which.
 type RedirectSubscription struct {
 	ID uint64
 	C  <-chan *Redirected
+	// Err returns why C was closed: ErrClosed after UnsubscribeRedirects,
+	// an error wrapping ErrClosed after a stop, one wrapping
+	// ErrActorRestarted after a restart; nil while C is open. Safe for
+	// concurrent use.
+	Err func() error
 }
 
 // Redirected is published when a guard change moves the current location.

@@ -101,8 +101,13 @@ type SocketEvent struct {
 // Connect asks the SocketConn to connect now and stay connected until
 // Disconnect (eager mode; in lazy mode it pins the connection open). From
 // SocketFailed it clears the error and starts over. Reply: *Connected once
-// the server accepted init (at once if it already has), or an error: the
-// terminal error, or ErrClosed after Disconnect.
+// the server accepted init and, with a JoinID, acknowledged the join (at
+// once if that is already so), or an error: why the next connection
+// attempt failed (the dial error, a *ws.HandshakeError with the HTTP
+// status, a lost or timed-out handshake; the actor keeps retrying in the
+// background), the terminal error (a *SocketRejectedError, a rejected
+// join's *SocketServerError with its code and message, a *PanicError), or
+// ErrClosed after Disconnect.
 type Connect struct{}
 
 // Connected is the reply to Connect.
@@ -113,10 +118,14 @@ type Connected struct {
 }
 
 // Disconnect ends the connection for good: close 1000, every listener's
-// channel closes with ErrClosed, pending acks and buffered emits fail with
-// ErrClosed, later requests fail with ErrClosed. Idempotent. Reply:
-// *Disconnected, always.
-type Disconnect struct{}
+// channel closes with Err, pending acks and buffered emits fail with Err,
+// later requests fail with ErrClosed. Idempotent. Reply: *Disconnected,
+// always.
+type Disconnect struct {
+	// Err is what listeners and pending requests are told. Zero value
+	// means ErrClosed.
+	Err error
+}
 
 // Disconnected is the reply to Disconnect.
 type Disconnected struct{}
@@ -211,6 +220,13 @@ type State struct {
 	Duplicates uint64
 	// Positions is the last stream position seen per channel.
 	Positions map[string]Position
+	// LastErr is why the last connection attempt failed or the last
+	// connection was lost (nil once connected).
+	LastErr error
+	// Step is what a connection in progress waits for ("dialing",
+	// "handshake", "joining <channel>", "waiting to reconnect"); "" when
+	// none is in progress.
+	Step string
 }
 
 // ErrAckTimeout: the server did not answer a request within the ack

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -27,8 +28,9 @@ type TokenSource interface {
 }
 
 // ErrInsecureBearer is returned when a bearer token would be sent over
-// plain http to a host that is not loopback (see Transport.AllowInsecure).
-var ErrInsecureBearer = errors.New("pigeon/transport: refusing to send a bearer token over plain http to a non-loopback host")
+// plain http (or ws) to a host that is not loopback (see
+// BearerPolicy.AllowInsecure).
+var ErrInsecureBearer = errors.New("pigeon/transport: refusing to send a bearer token over plain http or ws to a non-loopback host")
 
 // ReplayError is returned when a request was refused and a new token is
 // available, but the request cannot be replayed. Response is the refusal,
@@ -150,9 +152,11 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		}
 		snap = s
 	}
-	if snap != nil && !t.AllowInsecure && insecure(req) {
-		closeBody(req)
-		return nil, fmt.Errorf("%w: %s", ErrInsecureBearer, req.URL.Host)
+	if snap != nil {
+		if err := t.policy().Secure(req.URL); err != nil {
+			closeBody(req)
+			return nil, err
+		}
 	}
 	out := req.Clone(ctx)
 	t.setDefaults(out, true)
@@ -228,23 +232,47 @@ func (t *Transport) mayAttach(req *http.Request) bool {
 	if first != req && !strings.EqualFold(first.URL.Host, req.URL.Host) {
 		return false
 	}
-	if len(t.Hosts) == 0 {
+	return t.policy().Trusts(req.URL)
+}
+
+func (t *Transport) policy() BearerPolicy {
+	return BearerPolicy{Hosts: t.Hosts, AllowInsecure: t.AllowInsecure}
+}
+
+// BearerPolicy is the rule deciding where a bearer token may go; the
+// Transport applies it to every request and pigeon's sockets to their
+// connect URL. The zero value trusts every host and refuses plain http and
+// ws to hosts other than loopback. Safe for concurrent use.
+type BearerPolicy struct {
+	// Hosts are the hosts ("host" or "host:port", case-insensitive) the
+	// bearer may be sent to. Zero value: any host.
+	Hosts []string
+	// AllowInsecure allows a bearer over plain http or ws to non-loopback
+	// hosts. Zero value: refused with ErrInsecureBearer.
+	AllowInsecure bool
+}
+
+// Trusts reports whether u's host may receive the bearer.
+func (p BearerPolicy) Trusts(u *url.URL) bool {
+	if len(p.Hosts) == 0 {
 		return true
 	}
-	host := req.URL.Host
-	for _, h := range t.Hosts {
-		if strings.EqualFold(h, host) || strings.EqualFold(h, req.URL.Hostname()) {
+	for _, h := range p.Hosts {
+		if strings.EqualFold(h, u.Host) || strings.EqualFold(h, u.Hostname()) {
 			return true
 		}
 	}
 	return false
 }
 
-func insecure(req *http.Request) bool {
-	if req.URL.Scheme != "http" && req.URL.Scheme != "ws" {
-		return false
+// Secure returns an error wrapping ErrInsecureBearer when a bearer sent to
+// u would travel in the clear (http or ws to a non-loopback host) and
+// AllowInsecure is false; nil otherwise.
+func (p BearerPolicy) Secure(u *url.URL) error {
+	if p.AllowInsecure || u.Scheme != "http" && u.Scheme != "ws" || IsLoopback(u.Hostname()) {
+		return nil
 	}
-	return !IsLoopback(req.URL.Hostname())
+	return fmt.Errorf("%w: %s", ErrInsecureBearer, u.Host)
 }
 
 // IsLoopback reports whether host names the local machine (localhost or a

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,37 @@ func TestIsLoopback(t *testing.T) {
 	for host, want := range map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true, "127.8.9.10": true, "example.com": false, "10.0.0.1": false} {
 		if IsLoopback(host) != want {
 			t.Errorf("IsLoopback(%q) = %v", host, !want)
+		}
+	}
+}
+
+// BearerPolicy is the one rule for HTTP requests and sockets.
+func TestBearerPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy  BearerPolicy
+		url     string
+		trusted bool
+		secure  bool
+	}{
+		{BearerPolicy{}, "ws://192.0.2.2/ws", true, false},
+		{BearerPolicy{}, "http://192.0.2.2/", true, false},
+		{BearerPolicy{}, "ws://127.0.0.1:8080/ws", true, true},
+		{BearerPolicy{}, "ws://localhost/ws", true, true},
+		{BearerPolicy{}, "wss://192.0.2.2/ws", true, true},
+		{BearerPolicy{AllowInsecure: true}, "ws://192.0.2.2/ws", true, true},
+		{BearerPolicy{Hosts: []string{"api.example.com"}}, "wss://API.example.com:443/ws", true, true},
+		{BearerPolicy{Hosts: []string{"api.example.com"}}, "wss://evil.example.net/ws", false, true},
+		{BearerPolicy{Hosts: []string{"127.0.0.1:1"}}, "ws://127.0.0.1:2/ws", false, true},
+	} {
+		u, err := url.Parse(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tc.policy.Trusts(u); got != tc.trusted {
+			t.Errorf("%+v Trusts(%s) = %v", tc.policy, tc.url, got)
+		}
+		if err := tc.policy.Secure(u); (err == nil) != tc.secure || err != nil && !errors.Is(err, ErrInsecureBearer) {
+			t.Errorf("%+v Secure(%s) = %v", tc.policy, tc.url, err)
 		}
 	}
 }

@@ -82,14 +82,14 @@ func WithAuthPayload(f AuthPayloadFunc) SocketIOOption {
 }
 
 // DefaultAuthPayload builds {"token":"<Authorization without its Bearer
-// prefix>","headers":{...}}; "token" is omitted when there is no
-// Authorization header. Multi-valued headers are joined with ", ".
+// prefix>"}, or {} when there is no Authorization header: the auth payload
+// carries the token only, never the other default headers (they went with
+// the handshake request). WithAuthPayload sends more.
 func DefaultAuthPayload(h http.Header) (json.RawMessage, error) {
 	type auth struct {
-		Token   string            `json:"token,omitempty"`
-		Headers map[string]string `json:"headers"`
+		Token string `json:"token,omitempty"`
 	}
-	a := auth{Headers: flattenHeaders(h)}
+	var a auth
 	if v := h.Get("Authorization"); v != "" {
 		a.Token = v
 		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {

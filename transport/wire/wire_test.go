@@ -68,15 +68,17 @@ func TestSocketIOEncode(t *testing.T) {
 		op   Op
 		want string
 	}{
-		{"init", SocketIO(), Init{Headers: h}, `40{"token":"tok","headers":{"Authorization":"Bearer tok"}}`},
-		{"init ns", SocketIO(WithNamespace("chat")), Init{Headers: h}, `40/chat,{"token":"tok","headers":{"Authorization":"Bearer tok"}}`},
+		{"init", SocketIO(), Init{Headers: h}, `40{"token":"tok"}`},
+		{"init ns", SocketIO(WithNamespace("chat")), Init{Headers: h}, `40/chat,{"token":"tok"}`},
+		{"init carries the token, not other headers", SocketIO(), Init{Headers: http.Header{"Authorization": {"Bearer tok"}, "X-Client": {"app"}}}, `40{"token":"tok"}`},
+		{"init without a token", SocketIO(), Init{Headers: http.Header{"X-Client": {"app"}}}, `40{}`},
 		{"emit", SocketIO(), Emit{Event: "message", Data: json.RawMessage(`{"a":1}`)}, `42["message",{"a":1}]`},
 		{"emit ack", SocketIO(), Emit{ID: "12", Event: "message", Data: json.RawMessage(`1`)}, `4212["message",1]`},
 		{"emit ns ack", SocketIO(WithNamespace("/chat")), Emit{ID: "3", Event: "m"}, `42/chat,3["m"]`},
 		{"join", SocketIO(), Join{Channel: "room:1"}, `42["join","room:1"]`},
 		{"join custom", SocketIO(WithJoinEvent("subscribe")), Join{Channel: "r"}, `42["subscribe","r"]`},
 		{"leave", SocketIO(), Leave{Channel: "r"}, `42["leave","r"]`},
-		{"update", SocketIO(), Update{Headers: h}, `42["update",{"token":"tok","headers":{"Authorization":"Bearer tok"}}]`},
+		{"update", SocketIO(), Update{Headers: h}, `42["update",{"token":"tok"}]`},
 		{"pong", SocketIO(), Pong{}, `3`},
 		{"event ack", SocketIO(), EventAck{ID: "7"}, `437[]`},
 		{"custom auth", SocketIO(WithAuthPayload(func(http.Header) (json.RawMessage, error) { return json.RawMessage(`{"k":"v"}`), nil })), Init{}, `40{"k":"v"}`},
