@@ -158,3 +158,27 @@ func TestDocs_LinkedFromREADME(t *testing.T) {
 		}
 	}
 }
+
+// TestREADME_GoBlocksAreCompiled: every ```go block of README.md is a
+// verbatim copy of declarations in example_readme_test.go, whose Example
+// functions run them; so each snippet builds, and runs as shown.
+func TestREADME_GoBlocksAreCompiled(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("example_readme_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(blocks) == 0 {
+		t.Fatal("README.md has no go block")
+	}
+	for _, b := range blocks {
+		if !strings.Contains(string(src), b[1]) {
+			first, _, _ := strings.Cut(b[1], "\n")
+			t.Errorf("README.md go block starting %q is not in example_readme_test.go", first)
+		}
+	}
+}
