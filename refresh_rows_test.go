@@ -1,6 +1,6 @@
 package pigeon_test
 
-// One test (or table) per row of /work/shared/refresh.md. Refresh calls are
+// One test (or table) per row of docs/refresh.md. Refresh calls are
 // counted by the example backend (Stats().RefreshCalls), never by pigeon.
 // Nothing sleeps to synchronise: refreshes are held by a gate, requests by
 // server-side barriers and holds, time moves with the shared fake clock.

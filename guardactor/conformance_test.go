@@ -15,7 +15,7 @@ import (
 	"github.com/apppigeon/pigeon/guardactor"
 )
 
-// caseFile is the generic shape of guard/cases.json.
+// caseFile is the generic shape of testdata/cases.json (or any file in its schema).
 type caseFile struct {
 	Cases []conformanceCase `json:"cases"`
 }
@@ -89,32 +89,18 @@ var deviations = map[string]deviation{
 	},
 }
 
-// casesPath returns $GUARD_CASES, else ../shared/guard/cases.json relative
-// to the module root (the directory holding go.mod).
-func casesPath(t *testing.T) string {
-	t.Helper()
+// casesPath returns $GUARD_CASES, else testdata/cases.json (go test runs
+// in the package directory, so the relative path is the package's own copy).
+func casesPath() string {
 	if p := os.Getenv("GUARD_CASES"); p != "" {
 		return p
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "guard", "cases.json")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory; set GUARD_CASES")
-		}
-		dir = parent
-	}
+	return filepath.Join("testdata", "cases.json")
 }
 
 func loadCases(t *testing.T) []conformanceCase {
 	t.Helper()
-	p := casesPath(t)
+	p := casesPath()
 	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatalf("read guard cases (set GUARD_CASES to override): %v", err)

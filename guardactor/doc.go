@@ -71,9 +71,10 @@
 //
 // # Conformance and deliberate deviations
 //
-// The conformance test runs every case of ../shared/guard/cases.json (or
-// $GUARD_CASES). core, readme-conflict, optional-feature and security cases
-// pass as written. Decisions on the others:
+// The conformance test runs every case of testdata/cases.json (or of the
+// file named by $GUARD_CASES); docs/guards.md in the repository describes
+// the areas the cases cover. core, readme-conflict, optional-feature and
+// security cases pass as written. Decisions on the others:
 //
 //   - discard/followUp-ancestor-short-circuits-guards (quirk): DEVIATION.
 //     Dart returns "no redirect" at once when a discarded destination's

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -27,25 +28,63 @@ import (
 const room = "chat:universal"
 
 func main() {
-	server := flag.String("server", "http://127.0.0.1:8080", "backend base URL")
-	email := flag.String("email", "", "sign in (or sign up) with this email")
-	password := flag.String("password", "", "password for -email")
-	ghost := flag.String("ghost", "", "join as an anonymous ghost with this name")
-	store := flag.String("store", "", "token store directory (default: in memory)")
-	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, config{server: *server, email: *email, password: *password, ghost: *ghost, store: *store}, os.Stdin, os.Stdout)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "chat:", err)
-		os.Exit(1)
+	code := chat(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: chat -email EMAIL -password PASSWORD [-server URL] [-store DIR]
+       chat -ghost NAME [-server URL]
+
+A terminal chat in the example backend's universal room: signs in (signing
+up first if the email is new) or joins as a ghost, prints every message and
+sends each line you type. Ctrl-D or Ctrl-C quits. For example:
+
+  go run ./examples/server -addr 127.0.0.1:8080 &
+  go run ./examples/chat -email me@example.com -password secret
+  go run ./examples/chat -ghost casper
+
+Flags:
+`
+
+// chat is the command: it parses args and runs the chat until in ends or
+// ctx is cancelled (Ctrl-C, SIGTERM), both of which are a clean exit. It
+// returns the exit code: 0, 1 on an error, 2 on a usage error.
+func chat(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, usage); fs.PrintDefaults() }
+	var cfg config
+	fs.StringVar(&cfg.server, "server", "http://127.0.0.1:8080", "backend base URL")
+	fs.StringVar(&cfg.email, "email", "", "sign in (or sign up) with this email")
+	fs.StringVar(&cfg.password, "password", "", "password for -email")
+	fs.StringVar(&cfg.ghost, "ghost", "", "join as an anonymous ghost with this name")
+	fs.StringVar(&cfg.store, "store", "", "token store directory (default: in memory)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
 	}
+	if fs.NArg() > 0 || (cfg.ghost == "" && (cfg.email == "" || cfg.password == "")) {
+		fs.Usage()
+		return 2
+	}
+	err := run(ctx, cfg, in, out)
+	if err == nil || ctx.Err() != nil {
+		return 0
+	}
+	fmt.Fprintln(errOut, "chat:", err)
+	return 1
 }
 
 type config struct{ server, email, password, ghost, store string }
 
 // run connects, then relays lines from in to the room and events to out
-// until in ends or ctx is cancelled.
+// until in ends or ctx is cancelled. On cancellation it returns at once:
+// the goroutine reading in stays blocked in its Read until in ends (the
+// process exits; a test closes its pipe).
 func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 	client, name, err := connect(ctx, cfg)
 	if err != nil {
@@ -61,7 +100,7 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 		return err
 	}
 	defer sub.Close()
-	fmt.Fprintf(out, "joined %s as %s; type a message and press enter (Ctrl-D to quit)\n", room, name)
+	fmt.Fprintf(out, "joined %s as %s; type a message and press enter (Ctrl-D or Ctrl-C to quit)\n", room, name)
 
 	printed := make(chan struct{})
 	go func() {
@@ -78,22 +117,44 @@ func run(ctx context.Context, cfg config, in io.Reader, out io.Writer) error {
 			fmt.Fprintf(out, "[%s] %s\n", m.From, m.Text)
 		}
 	}()
-	lines := bufio.NewScanner(in)
-	for lines.Scan() {
-		text := strings.TrimSpace(lines.Text())
-		if text == "" {
-			continue
+	defer func() { _ = sub.Close(); <-printed }()
+
+	lines := make(chan string)
+	done := make(chan struct{})
+	defer close(done)
+	var scanErr error // set before lines is closed
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-done:
+				return
+			}
 		}
-		if err := client.Emit(ctx, "message", map[string]string{"text": text}); err != nil {
-			fmt.Fprintln(out, "send failed:", err)
+		scanErr = sc.Err()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case line, ok := <-lines:
+			if !ok {
+				if scanErr != nil {
+					return scanErr
+				}
+				return ctx.Err()
+			}
+			text := strings.TrimSpace(line)
+			if text == "" {
+				continue
+			}
+			if err := client.Emit(ctx, "message", map[string]string{"text": text}); err != nil {
+				fmt.Fprintln(out, "send failed:", err)
+			}
 		}
 	}
-	_ = sub.Close()
-	<-printed
-	if err := lines.Err(); err != nil {
-		return err
-	}
-	return ctx.Err()
 }
 
 type tokens struct {
@@ -136,8 +197,14 @@ func connect(ctx context.Context, cfg config) (pigeon.AppPigeon, string, error) 
 	creds := map[string]string{"email": cfg.email, "password": cfg.password}
 	t, err := pigeon.PostJSON[tokens](ctx, p, "/auth/login", creds)
 	var se *pigeon.StatusError
-	if errors.As(err, &se) && se.Response.StatusCode == 401 {
+	if errors.As(err, &se) && se.Response.StatusCode == http.StatusUnauthorized {
+		// Unknown email or wrong password: try signing up. The backend
+		// answers 409 (email taken) when the email has an account.
 		t, err = pigeon.PostJSON[tokens](ctx, p, "/auth/signup", creds)
+		if errors.As(err, &se) && se.Response.StatusCode == http.StatusConflict {
+			p.Close()
+			return nil, "", fmt.Errorf("wrong password for user %s", cfg.email)
+		}
 	}
 	if err != nil {
 		p.Close()

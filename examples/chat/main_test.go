@@ -100,3 +100,64 @@ func TestChat_NeedsCredentials(t *testing.T) {
 		t.Fatal("want an error without -email/-password or -ghost")
 	}
 }
+
+// TestChat_UsageWithoutArguments: a bare `go run ./examples/chat` prints
+// the usage with an example invocation and exits 2.
+func TestChat_UsageWithoutArguments(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := chat(context.Background(), nil, strings.NewReader(""), &out, &errOut); code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	for _, want := range []string{"usage: chat -email EMAIL -password PASSWORD", "go run ./examples/chat -email me@example.com -password secret", "-ghost"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
+
+// TestChat_WrongPassword: signing in to an existing account with another
+// password says so, instead of the 409 of the sign-up attempt.
+func TestChat_WrongPassword(t *testing.T) {
+	be := backend.New()
+	srv := httptest.NewServer(be)
+	defer func() { srv.CloseClientConnections(); be.Close(); srv.Close() }()
+	if _, err := be.CreateUser("alice@example.com", "right"); err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	code := chat(t.Context(), []string{"-server", srv.URL, "-email", "alice@example.com", "-password", "wrong"},
+		strings.NewReader(""), io.Discard, &errOut)
+	if code != 1 || strings.TrimSpace(errOut.String()) != "chat: wrong password for user alice@example.com" {
+		t.Fatalf("exit code %d, stderr %q; want 1 and the wrong-password message", code, errOut.String())
+	}
+}
+
+// TestChat_InterruptQuitsCleanly: cancelling the context (what Ctrl-C and
+// SIGTERM do through signal.NotifyContext) ends a chat that waits for
+// input, with exit code 0, closing the client and its socket.
+func TestChat_InterruptQuitsCleanly(t *testing.T) {
+	be := backend.New()
+	srv := httptest.NewServer(be)
+	defer func() { srv.CloseClientConnections(); be.Close(); srv.Close() }()
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	wait, waitCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer waitCancel()
+
+	in, typing := io.Pipe()
+	defer typing.Close() // ends the stdin reader after the chat has returned
+	out := &syncBuffer{ch: make(chan struct{}, 1)}
+	code := make(chan int, 1)
+	go func() { code <- chat(ctx, []string{"-server", srv.URL, "-ghost", "casper"}, in, out, io.Discard) }()
+	out.waitFor(wait, t, "joined chat:universal")
+
+	interrupt()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit code %d after the interrupt, want 0", c)
+		}
+	case <-wait.Done():
+		t.Fatal("chat did not return after the interrupt")
+	}
+}
