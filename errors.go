@@ -3,6 +3,8 @@ package pigeon
 import (
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
 
 	"github.com/apppigeon/pigeon/messages"
 )
@@ -21,15 +23,78 @@ var (
 	ErrSlowConsumer         = messages.ErrSlowConsumer
 	ErrBufferFull           = messages.ErrBufferFull
 	ErrRefreshRejected      = messages.ErrRefreshRejected
+	ErrUnknownAccount       = messages.ErrUnknownAccount
 )
 
 // StatusError is returned, together with the Response, for every answer
-// with status >= 400.
-type StatusError struct{ Response *Response }
+// with status >= 400. Its message names the request (method and URL, never
+// the query) and the answer (status and the first bytes of the body).
+// Err, when set, is why the answer was a refusal pigeon could not prevent:
+// ErrNoAuth for a request sent while no account was signed in; errors.Is
+// sees through it.
+type StatusError struct {
+	Method   string
+	URL      string // scheme, host and path; no query, fragment or user info
+	Response *Response
+	Err      error
+}
+
+// statusSnippet is how much of a refusal's body the message quotes.
+const statusSnippet = 200
+
+func newStatusError(req *http.Request, r *Response) *StatusError {
+	e := &StatusError{Response: r}
+	if req != nil {
+		e.Method = req.Method
+		if req.URL != nil {
+			u := *req.URL
+			u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+			e.URL = u.String()
+		}
+	}
+	return e
+}
 
 func (e *StatusError) Error() string {
-	if e.Response == nil {
-		return "pigeon: HTTP error"
+	var b strings.Builder
+	b.WriteString("pigeon: ")
+	if e.Method != "" || e.URL != "" {
+		fmt.Fprintf(&b, "%s %s: ", e.Method, e.URL)
 	}
-	return fmt.Sprintf("pigeon: server answered %d %s", e.Response.StatusCode, http.StatusText(e.Response.StatusCode))
+	if e.Response == nil {
+		b.WriteString("HTTP error")
+	} else {
+		fmt.Fprintf(&b, "server answered %d %s", e.Response.StatusCode, http.StatusText(e.Response.StatusCode))
+		if msg := bodySnippet(e.Response.Body); msg != "" {
+			fmt.Fprintf(&b, ": %s", msg)
+		}
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, " (%v)", e.Err)
+	}
+	return b.String()
+}
+
+// Unwrap returns Err.
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// bodySnippet is the start of a body as one printable line: control
+// characters become spaces, invalid UTF-8 is replaced, and a body longer
+// than statusSnippet bytes ends in "…".
+func bodySnippet(body []byte) string {
+	cut := len(body) > statusSnippet
+	if cut {
+		body = body[:statusSnippet]
+	}
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(string(body), "\uFFFD"))
+	s = strings.TrimSpace(s)
+	if cut {
+		s += "…"
+	}
+	return s
 }

@@ -30,10 +30,19 @@ type AppPigeon interface {
 	SocketInit(ctx context.Context, p SocketConnectParams) error
 	Listen(ctx context.Context, event string) (*Subscription, error)
 	Emit(ctx context.Context, event string, data any) error
+	// EmitWithAck emits and waits for the server's ack, returning its data.
+	EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error)
 	DisconnectSocket() error
-	// Close disposes the client: the first call returns nil, later calls
-	// nil or ErrClosed; in-flight work is cancelled; waiters and later
-	// calls get ErrClosed; no goroutine is left.
+	// UpdateHeaders changes the default headers at run time: each key is
+	// set, a key with an empty value is removed; a live socket gets them.
+	UpdateHeaders(h map[string]string)
+	// HTTPClient returns an *http.Client that authenticates like the
+	// verbs, for SDKs that take one.
+	HTTPClient() *http.Client
+	// Close disposes the client, the same way on every client: in-flight
+	// work is cancelled; waiters and every later call (Close included)
+	// get ErrClosed; no goroutine is left. The first call returns nil
+	// unless releasing something failed.
 	Close() error
 }
 
@@ -148,7 +157,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 		Hosts:         authHosts(cfg),
 		AllowInsecure: cfg.allowInsecure,
 		Life:          p.life,
-	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life}
+	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
 	p.sock = newSocketHolder(p.socketEnv())
 
 	// Wait until the store has loaded, so the first request sees the
@@ -196,6 +205,15 @@ func (p *AuthorizedPigeon) refreshFunc(m RefreshTokenManager) actors.RefreshFunc
 			ExpiresAt: r.ExpiresAt, Data: r.Data,
 		}, nil
 	}
+}
+
+// refusedCause says why a 401 was beyond pigeon's control: no account was
+// signed in, so the request went without a bearer.
+func (p *AuthorizedPigeon) refusedCause() error {
+	if p.view.Current() == nil {
+		return ErrNoAuth
+	}
+	return nil
 }
 
 func (p *AuthorizedPigeon) defaultHeaders() http.Header { return *p.headers.Load() }
@@ -259,12 +277,19 @@ func (p *AuthorizedPigeon) Delete(ctx context.Context, path string, opts ...Requ
 }
 
 func (p *AuthorizedPigeon) ask(ctx context.Context, msg any) (any, error) {
+	return askAs[any](ctx, p, msg)
+}
+
+// askAs asks the auth store and checks the reply's type (actors.AskAs);
+// after Close it answers ErrClosed.
+func askAs[T any](ctx context.Context, p *AuthorizedPigeon, msg any) (T, error) {
+	var zero T
 	if p.closing.Load() {
-		return nil, ErrClosed
+		return zero, ErrClosed
 	}
-	r, err := actors.Ask(ctx, p.system, p.storePID, msg)
+	r, err := actors.AskAs[T](ctx, p.system, p.storePID, msg)
 	if err != nil && p.closing.Load() && ctx.Err() == nil {
-		return nil, ErrClosed
+		return zero, ErrClosed
 	}
 	return r, err
 }
@@ -298,23 +323,24 @@ func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) er
 // CurrentAuth returns the current account's record, ErrNoAuth when signed
 // out.
 func (p *AuthorizedPigeon) CurrentAuth(ctx context.Context) (AuthRecord, error) {
-	r, err := p.ask(ctx, &messages.GetCurrentAuth{})
+	r, err := askAs[*messages.CurrentAuth](ctx, p, &messages.GetCurrentAuth{})
 	if err != nil {
 		return AuthRecord{}, err
 	}
-	return r.(*messages.CurrentAuth).Record, nil
+	return r.Record, nil
 }
 
 // AllAuths returns every stored account, sorted by UID.
 func (p *AuthorizedPigeon) AllAuths(ctx context.Context) ([]AuthRecord, error) {
-	r, err := p.ask(ctx, &messages.ListAuths{})
+	r, err := askAs[*messages.AuthList](ctx, p, &messages.ListAuths{})
 	if err != nil {
 		return nil, err
 	}
-	return r.(*messages.AuthList).Records, nil
+	return r.Records, nil
 }
 
-// SwitchAccount makes a stored account current (ErrNoAuth if unknown).
+// SwitchAccount makes a stored account current (ErrUnknownAccount if the
+// store does not hold uid).
 // Requests already waiting for a refresh finish as the account they were
 // sent as; new requests use the new account, and a live socket that
 // follows the current account gets its headers as an `update`.
@@ -322,6 +348,22 @@ func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error 
 	_, err := p.ask(ctx, &messages.SwitchAccount{UID: uid})
 	if err == nil {
 		p.sock.tokenChanged()
+	}
+	return err
+}
+
+// RemoveAccount removes a stored account's tokens, current or not
+// (ErrUnknownAccount if the store does not hold uid). Removing the current
+// account is LogOut: there is no current account afterwards, requests of
+// that session still waiting fail with ErrLoggedOut, and the socket, which
+// spoke for it, is disconnected. Removing another account leaves the
+// current one and its socket alone.
+func (p *AuthorizedPigeon) RemoveAccount(ctx context.Context, uid string) error {
+	cur := p.view.Current()
+	wasCurrent := cur != nil && cur.UID == uid
+	_, err := askAs[*messages.LoggedOut](ctx, p, &messages.RemoveAccount{UID: uid})
+	if err == nil && wasCurrent {
+		_ = p.sock.disconnect()
 	}
 	return err
 }
@@ -344,11 +386,10 @@ func (p *AuthorizedPigeon) LogOut(ctx context.Context) error {
 // behind loses the oldest, so it always ends on the newest status, and
 // never blocks pigeon. It is closed when ctx ends or on Close.
 func (p *AuthorizedPigeon) SubscribeAuth(ctx context.Context) (<-chan AuthStatus, error) {
-	r, err := p.ask(ctx, &messages.SubscribeAuth{Buffer: 16})
+	sub, err := askAs[*messages.AuthSubscription](ctx, p, &messages.SubscribeAuth{Buffer: 16})
 	if err != nil {
 		return nil, err
 	}
-	sub := r.(*messages.AuthSubscription)
 	p.unsubs.add(ctx, sub.ID, func() { p.system.Root.Send(p.storePID, &messages.UnsubscribeAuth{ID: sub.ID}) })
 	return sub.C, nil
 }
@@ -360,10 +401,10 @@ func (p *AuthorizedPigeon) Actors() (system *actor.ActorSystem, authStore, refre
 	return p.system, p.storePID, p.coordPID
 }
 
-// Close disposes the client: in-flight requests and waiters get ErrClosed,
-// sockets close, the actors stop, the store is closed and (unless the
-// system was given with WithActorSystem) the actor system shuts down. The
-// first call returns the first error met; later calls return ErrClosed.
+// Close disposes the client as AppPigeon.Close says: in-flight requests
+// and waiters get ErrClosed, sockets close, the actors stop, the store is
+// closed and (unless the system was given with WithActorSystem) the actor
+// system shuts down. The first call returns the first error met.
 func (p *AuthorizedPigeon) Close() error {
 	err := ErrClosed
 	p.closeOnce.Do(func() {

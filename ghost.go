@@ -169,7 +169,7 @@ func (g *GhostPigeon) EmitWithAck(ctx context.Context, event string, data any) (
 // DisconnectSocket closes the socket. Idempotent.
 func (g *GhostPigeon) DisconnectSocket() error { return g.sock.disconnect() }
 
-// Close disposes the client; later calls return ErrClosed.
+// Close disposes the client as AppPigeon.Close says.
 func (g *GhostPigeon) Close() error {
 	err := ErrClosed
 	g.closeOnce.Do(func() {

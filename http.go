@@ -21,6 +21,9 @@ type httpCore struct {
 	baseURL *url.URL
 	maxBody int64
 	life    context.Context
+	// refusedCause, when set, says why a 401 was beyond pigeon's control
+	// (ErrNoAuth: no account was signed in); nil otherwise.
+	refusedCause func() error
 }
 
 func (h *httpCore) resolve(path string) (*url.URL, error) {
@@ -120,7 +123,11 @@ func (h *httpCore) do(ctx context.Context, method, path string, body any, opts [
 	}
 	r := &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: data}
 	if r.StatusCode >= 400 {
-		return r, &StatusError{Response: r}
+		se := newStatusError(req, r)
+		if r.StatusCode == http.StatusUnauthorized && h.refusedCause != nil {
+			se.Err = h.refusedCause()
+		}
+		return r, se
 	}
 	return r, nil
 }
@@ -133,7 +140,7 @@ func (h *httpCore) convertErr(ctx context.Context, err error) error {
 	var re *transport.ReplayError
 	if errors.As(err, &re) {
 		r := readResponse(re.Response)
-		return fmt.Errorf("pigeon: %w: %w", re.Err, &StatusError{Response: r})
+		return fmt.Errorf("pigeon: %w: %w", re.Err, newStatusError(re.Response.Request, r))
 	}
 	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)

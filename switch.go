@@ -2,8 +2,10 @@ package pigeon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,7 @@ type Switch struct {
 	once   sync.Once
 	unsubs ctxUnsubscribers // SubscribeMode streams bound to their ctx
 	wg     sync.WaitGroup   // socket disconnects started by mode changes
+	hc     *http.Client     // HTTPClient: routes each request to the active client
 }
 
 var _ AppPigeon = (*Switch)(nil)
@@ -83,6 +86,8 @@ func NewSwitch(a *AuthorizedPigeon, g *GhostPigeon, opts ...SwitchOption) (*Swit
 		return nil, errors.New("pigeon: NewSwitch needs both clients")
 	}
 	s := &Switch{a: a, g: g, system: a.system}
+	ac := a.HTTPClient()
+	s.hc = &http.Client{Transport: switchTransport{s}, Timeout: ac.Timeout, Jar: ac.Jar, CheckRedirect: ac.CheckRedirect}
 	for _, o := range opts {
 		o.applySwitch(&s.cfg)
 	}
@@ -208,11 +213,42 @@ func (s *Switch) Emit(ctx context.Context, event string, data any) error {
 	return s.Active().Emit(ctx, event, data)
 }
 
+// EmitWithAck emits on the active client's socket and waits for the
+// server's ack.
+func (s *Switch) EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error) {
+	return s.Active().EmitWithAck(ctx, event, data)
+}
+
+// UpdateHeaders changes the default headers of both clients, so a mode
+// change keeps them; each client's live socket gets them as its own
+// UpdateHeaders says.
+func (s *Switch) UpdateHeaders(h map[string]string) {
+	s.a.UpdateHeaders(h)
+	s.g.UpdateHeaders(h)
+}
+
+// HTTPClient returns an *http.Client that sends each request through the
+// client active when the request is made (its token, headers and refresh
+// rules), for SDKs that take an *http.Client.
+func (s *Switch) HTTPClient() *http.Client { return s.hc }
+
+// switchTransport routes a request to the active client's transport.
+type switchTransport struct{ s *Switch }
+
+func (t switchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.s.closed.Load() {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, ErrClosed
+	}
+	return t.s.Active().HTTPClient().Transport.RoundTrip(req)
+}
+
 // DisconnectSocket disconnects the active client's socket.
 func (s *Switch) DisconnectSocket() error { return s.Active().DisconnectSocket() }
 
-// Close stops the switch and closes both clients. Later calls return
-// ErrClosed.
+// Close stops the switch and closes both clients, as AppPigeon.Close says.
 func (s *Switch) Close() error {
 	err := ErrClosed
 	s.once.Do(func() {

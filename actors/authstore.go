@@ -305,6 +305,8 @@ func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
 		a.switchTo(c, sender, m)
 	case *messages.LogOut:
 		a.logOut(c, sender)
+	case *messages.RemoveAccount:
+		a.remove(c, sender, m)
 	case *messages.UpdateTokens:
 		a.updateTokens(c, sender, m)
 	case *messages.EndSession:
@@ -319,7 +321,7 @@ func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
 
 func isAuthWrite(msg any) bool {
 	switch msg.(type) {
-	case *messages.SaveAuth, *messages.SwitchAccount, *messages.LogOut, *messages.UpdateTokens, *messages.EndSession:
+	case *messages.SaveAuth, *messages.SwitchAccount, *messages.LogOut, *messages.RemoveAccount, *messages.UpdateTokens, *messages.EndSession:
 		return true
 	}
 	return false
@@ -385,7 +387,7 @@ func (a *authStore) save(c actor.Context, sender *actor.PID, m *messages.SaveAut
 func (a *authStore) switchTo(c actor.Context, sender *actor.PID, m *messages.SwitchAccount) {
 	acct := a.accts[m.UID]
 	if acct == nil {
-		a.reply(c, sender, fail(fmt.Errorf("pigeon/actors: switch to %q: %w", m.UID, messages.ErrNoAuth)))
+		a.reply(c, sender, fail(fmt.Errorf("pigeon/actors: switch to %q: %w", m.UID, messages.ErrUnknownAccount)))
 		return
 	}
 	if a.current == m.UID {
@@ -401,13 +403,30 @@ func (a *authStore) switchTo(c actor.Context, sender *actor.PID, m *messages.Swi
 }
 
 func (a *authStore) logOut(c actor.Context, sender *actor.PID) {
-	uid := a.current
-	if uid == "" {
+	if a.current == "" {
 		a.reply(c, sender, &messages.LoggedOut{})
 		return
 	}
-	none := ""
-	a.write(c, sender, persistence.Change{Delete: []string{uid}, SetCurrent: &none}, func() any {
+	a.removeAccount(c, sender, a.current)
+}
+
+func (a *authStore) remove(c actor.Context, sender *actor.PID, m *messages.RemoveAccount) {
+	if a.accts[m.UID] == nil {
+		a.reply(c, sender, fail(fmt.Errorf("pigeon/actors: remove %q: %w", m.UID, messages.ErrUnknownAccount)))
+		return
+	}
+	a.removeAccount(c, sender, m.UID)
+}
+
+// removeAccount deletes a stored account's tokens (clearing "current" if it
+// is) and ends its session as a logout.
+func (a *authStore) removeAccount(c actor.Context, sender *actor.PID, uid string) {
+	ch := persistence.Change{Delete: []string{uid}}
+	if a.current == uid {
+		none := ""
+		ch.SetCurrent = &none
+	}
+	a.write(c, sender, ch, func() any {
 		a.endLocal(c, uid, messages.EndLoggedOut)
 		return &messages.LoggedOut{UID: uid}
 	})

@@ -119,7 +119,7 @@ func TestAuthStore_BadInputIsAnError(t *testing.T) {
 	if _, err := Ask(ctx, sys, pid, &messages.SaveAuth{Record: messages.AuthRecord{UID: "x"}}); err == nil {
 		t.Fatal("SaveAuth without a token accepted")
 	}
-	if _, err := Ask(ctx, sys, pid, &messages.SwitchAccount{UID: "nobody"}); !errors.Is(err, messages.ErrNoAuth) {
+	if _, err := Ask(ctx, sys, pid, &messages.SwitchAccount{UID: "nobody"}); !errors.Is(err, messages.ErrUnknownAccount) {
 		t.Fatalf("switch to unknown: %v", err)
 	}
 	if _, err := Ask(ctx, sys, pid, "not a message"); err == nil {

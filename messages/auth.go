@@ -132,7 +132,7 @@ type AuthList struct {
 }
 
 // SwitchAccount makes a stored account current. Reply: *SavedAuth, or
-// ErrNoAuth when the UID is not stored.
+// ErrUnknownAccount when the UID is not stored.
 type SwitchAccount struct{ UID string }
 
 // LogOut removes the current account's tokens; there is no current account
@@ -140,8 +140,14 @@ type SwitchAccount struct{ UID string }
 // *LoggedOut (also when nobody was signed in: UID is then "").
 type LogOut struct{}
 
-// LoggedOut answers LogOut.
+// LoggedOut answers LogOut and RemoveAccount.
 type LoggedOut struct{ UID string }
+
+// RemoveAccount removes one account's tokens, current or not (one synced
+// write). If it was current there is no current account afterwards.
+// Requests of that session fail with ErrLoggedOut, as after LogOut.
+// Reply: *LoggedOut, or ErrUnknownAccount when the UID is not stored.
+type RemoveAccount struct{ UID string }
 
 // UpdateTokens stores the result of a refresh for UID, only if the
 // account's session is still Generation (else the result is discarded and

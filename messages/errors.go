@@ -11,6 +11,9 @@ import (
 var (
 	// ErrNoAuth: there is no current account (signed out, or never signed in).
 	ErrNoAuth = errors.New("pigeon: no current account")
+	// ErrUnknownAccount: SwitchAccount, RemoveAccount (or another request
+	// naming an account) of a UID the store does not hold.
+	ErrUnknownAccount = errors.New("pigeon: unknown account")
 	// ErrSessionExpired: the refresh token was rejected; the account's tokens
 	// have been removed. Terminal for that session.
 	ErrSessionExpired = errors.New("pigeon: session expired: refresh token rejected")

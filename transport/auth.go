@@ -30,13 +30,15 @@ type TokenSource interface {
 // ErrInsecureBearer is returned when a bearer token would be sent over
 // plain http (or ws) to a host that is not loopback (see
 // BearerPolicy.AllowInsecure).
-var ErrInsecureBearer = errors.New("pigeon/transport: refusing to send a bearer token over plain http or ws to a non-loopback host")
+var ErrInsecureBearer = errors.New("pigeon/transport: refusing to send a bearer token over plain http or ws to a non-loopback host (use https/wss, or allow it with pigeon.WithInsecureHTTP)")
 
-// ReplayError is returned when a request was refused and a new token is
-// available, but the request cannot be replayed. Response is the refusal,
-// with its body buffered (readable, already detached from the connection).
+// ReplayError is returned when a request was refused and cannot be
+// replayed: no new token could be had (Err is why: the session ended, the
+// refresh failed) or its body cannot be read again
+// (messages.ErrBodyNotReplayable). Response is the refusal, with its body
+// buffered (readable, already detached from the connection).
 type ReplayError struct {
-	Err      error // messages.ErrBodyNotReplayable
+	Err      error
 	Response *http.Response
 }
 
@@ -173,7 +175,7 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, err
+		return nil, &ReplayError{Err: err, Response: refusal}
 	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return nil, &ReplayError{Err: messages.ErrBodyNotReplayable, Response: refusal}
