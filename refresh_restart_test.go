@@ -52,8 +52,8 @@ func TestRefreshRow4_RejectedRefreshSurvivesRestart(t *testing.T) {
 	if _, err := e.p.CurrentAuth(ctx); !errors.Is(err, pigeon.ErrNoAuth) {
 		t.Fatalf("CurrentAuth after restart: %v, want ErrNoAuth", err)
 	}
-	if err := e.p.SwitchAccount(ctx, tok.UID); !errors.Is(err, pigeon.ErrNoAuth) {
-		t.Fatalf("SwitchAccount(%s) after restart: %v, want ErrNoAuth", tok.UID, err)
+	if err := e.p.SwitchAccount(ctx, tok.UID); !errors.Is(err, pigeon.ErrUnknownAccount) {
+		t.Fatalf("SwitchAccount(%s) after restart: %v, want ErrUnknownAccount", tok.UID, err)
 	}
 	if all, err := e.p.AllAuths(ctx); err != nil || len(all) != 0 {
 		t.Fatalf("AllAuths after restart: %d records, %v; want none", len(all), err)
@@ -62,8 +62,8 @@ func TestRefreshRow4_RejectedRefreshSurvivesRestart(t *testing.T) {
 	// is not resurrected) and its 401 starts no refresh.
 	_, err = e.p.Get(ctx, "/echo")
 	var se *pigeon.StatusError
-	if !errors.As(err, &se) || se.Response.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("request after restart: %v, want the server's 401", err)
+	if !errors.As(err, &se) || se.Response.StatusCode != http.StatusUnauthorized || !errors.Is(err, pigeon.ErrNoAuth) {
+		t.Fatalf("request after restart: %v, want the server's 401 matching ErrNoAuth", err)
 	}
 	if seen := e.seenTokens(); len(seen) == 0 || seen[len(seen)-1] != "" {
 		t.Fatal("the request after restart carried a bearer")

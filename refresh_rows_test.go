@@ -1649,7 +1649,9 @@ func TestRefreshRow19_NoSecretsInLogsErrorsOrPrints(t *testing.T) {
 		t.Fatalf("expected at least 2 successful refreshes, saw %d tokens", n)
 	}
 	logText := logs.String()
-	for _, want := range []string{`"N":"badger"`, "refresh failed", "refresh rejected", `"[REDACTED]"`} {
+	// badger logs only at Warn and above, nothing on a healthy run: its
+	// lines cannot be required here.
+	for _, want := range []string{"refresh failed", "refresh rejected", `"[REDACTED]"`} {
 		if !strings.Contains(logText, want) {
 			t.Errorf("log lacks %q: the scan would prove nothing", want)
 		}

@@ -457,7 +457,8 @@ func writeRaw(t *testing.T, dir, key, value string) {
 	}
 }
 
-// TestBadger_Logger: WithLogger receives badger's log, named "badger", and
+// TestBadger_Logger: what of badger's log reaches WithLogger (Warn and
+// above only, see TestBadgerLogger_WarnAndAboveOnly) is named "badger", and
 // no entry holds the key or a token.
 func TestBadger_Logger(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -468,9 +469,6 @@ func TestBadger_Logger(t *testing.T) {
 	mustApply(t, s, Change{Put: []messages.AuthRecord{r}})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
-	}
-	if logs.Len() == 0 {
-		t.Fatal("no badger log entries reached the logger")
 	}
 	for _, e := range logs.All() {
 		if e.LoggerName != "badger" {

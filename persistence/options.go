@@ -70,9 +70,9 @@ func WithKeyFile(path string) Option {
 	return optionFunc(func(c *config) { c.keyFile = path })
 }
 
-// WithLogger routes badger's own log into logger under the name "badger"
-// (badger's Errorf/Warningf at Error/Warn, Infof/Debugf at Debug: badger is
-// chatty). A nil logger means silent, the default. pigeon never logs a key
+// WithLogger routes badger's own warnings and errors into logger under the
+// name "badger" (at Warn and Error); badger's Infof/Debugf lines are
+// dropped. A nil logger means silent, the default. pigeon never logs a key
 // or a token.
 func WithLogger(logger *zap.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = logger })
