@@ -127,3 +127,41 @@ func TestSwitch_CloseClosesBoth(t *testing.T) {
 		t.Fatalf("Use after Close: %v", err)
 	}
 }
+
+// With WithFollowAuth, a Use right after NewSwitch stands: the auth
+// stream's first value (the status at subscription time, not a change) does
+// not undo it; a later real change still moves the mode.
+func TestSwitch_UseRightAfterNewSwitchStands(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.login("stand@example.com")
+	g := newGhost(t, e)
+	s, err := pigeon.NewSwitch(e.p, g, pigeon.WithFollowAuth())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := ctxT(t)
+	if err := s.Use(ctx, pigeon.ModeGhost); err != nil {
+		t.Fatal(err)
+	}
+	// The switch subscribed to the auth store before NewSwitch returned,
+	// so the store has sent it the first status before it answers this;
+	// SubscribeMode's first value then comes after that status.
+	if _, err := e.p.CurrentAuth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	modes, err := s.SubscribeMode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, ctx, modes); m != pigeon.ModeGhost {
+		t.Fatalf("after Use(ModeGhost) and the first auth status: %v", m)
+	}
+	if err := e.p.LogOut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.login("stand2@example.com")
+	if m := recv(t, ctx, modes); m != pigeon.ModeAuthorized {
+		t.Fatalf("after a new login: %v", m)
+	}
+}

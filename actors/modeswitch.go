@@ -71,12 +71,19 @@ type modeSwitch struct {
 	subs    map[uint64]*modeSub
 	nextSub uint64
 	authSub uint64
+	// The auth stream's first value is the status at subscription time,
+	// not a change: it sets the mode only if no UseMode came first. Later
+	// values set it when the state really changes.
+	authSeen  bool
+	authState messages.AuthState
+	used      bool
 }
 
 func (m *modeSwitch) Receive(c actor.Context) {
 	switch msg := c.Message().(type) {
 	case *actor.Started:
 		m.subs = map[uint64]*modeSub{}
+		m.authSeen, m.used = false, false
 		m.mode = m.cfg.initial
 		m.publish()
 		if m.cfg.authStore != nil {
@@ -95,6 +102,11 @@ func (m *modeSwitch) Receive(c actor.Context) {
 	case *messages.AuthSubscription:
 		m.authSub = msg.ID
 	case *messages.AuthChanged:
+		first, changed := !m.authSeen, msg.Status.State != m.authState
+		m.authSeen, m.authState = true, msg.Status.State
+		if first && m.used || !first && !changed {
+			return
+		}
 		if msg.Status.State == messages.Authenticated {
 			m.set(c, messages.ModeAuthorized)
 		} else {
@@ -105,6 +117,7 @@ func (m *modeSwitch) Receive(c actor.Context) {
 			c.Respond(fail(fmt.Errorf("pigeon/actors: unknown mode %d", msg.Mode)))
 			return
 		}
+		m.used = true
 		m.set(c, msg.Mode)
 		c.Respond(&messages.ModeState{Mode: m.mode})
 	case *messages.GetMode:
