@@ -46,10 +46,59 @@ type Store interface {
 	Close() error
 }
 
+// PagedLoader is a Store that can stream its state in pages instead of
+// returning it whole (see BadgerStore.LoadPages). Both stores of this
+// package are PagedLoaders; use the function LoadPages to stream any Store.
+type PagedLoader interface {
+	Store
+	// LoadPages calls page with successive pages of at most pageSize
+	// records (<= 0: DefaultPageSize), sorted by UID across pages, all
+	// from one consistent snapshot, then returns the current account. An
+	// error from page stops it and is returned as is. page must not call
+	// the store's methods.
+	LoadPages(ctx context.Context, pageSize int, page func([]messages.AuthRecord) error) (current string, err error)
+}
+
+// DefaultPageSize is the page size of LoadPages when none is given.
+const DefaultPageSize = 1024
+
+// LoadPages streams s's state through page as PagedLoader.LoadPages does:
+// with s's own LoadPages when s is a PagedLoader, else with one Load cut
+// into pages. Safe for concurrent use if s is.
+func LoadPages(ctx context.Context, s Store, pageSize int, page func([]messages.AuthRecord) error) (current string, err error) {
+	if pl, ok := s.(PagedLoader); ok {
+		return pl.LoadPages(ctx, pageSize, page)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := pages(st.Records, pageSize, page); err != nil {
+		return "", err
+	}
+	return st.Current, nil
+}
+
+// pages calls page with successive slices of recs of at most pageSize
+// records (<= 0: DefaultPageSize); each is its own slice.
+func pages(recs []messages.AuthRecord, pageSize int, page func([]messages.AuthRecord) error) error {
+	if pageSize <= 0 {
+		pageSize = DefaultPageSize
+	}
+	for len(recs) > 0 {
+		n := min(pageSize, len(recs))
+		if err := page(recs[:n:n]); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return nil
+}
+
 // Compile-time interface checks.
 var (
-	_ Store = (*BadgerStore)(nil)
-	_ Store = (*MemoryStore)(nil)
+	_ PagedLoader = (*BadgerStore)(nil)
+	_ PagedLoader = (*MemoryStore)(nil)
 )
 
 // Sentinel errors of this package. errors.Is matches them through every
