@@ -7,12 +7,31 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// applyReq is one Apply waiting for the committer.
+// applyReq is one Apply waiting for the committer: its change prepared
+// and its records encoded by the caller, so that the committer, which is
+// serial, only checks the change against the state and writes it.
 type applyReq struct {
-	ctx  context.Context
-	ch   Change
-	err  error      // the answer, set by the committer
-	done chan error // capacity 1: the committer sends the answer once
+	ctx    context.Context
+	change prepared
+	values [][]byte   // change.put encoded, in order
+	err    error      // the answer, set by the committer
+	done   chan error // capacity 1: the committer sends the answer once
+}
+
+// newApplyReq prepares ch and encodes its records. An error means ch is
+// invalid on its own (ErrInvalidChange): nothing is queued.
+func newApplyReq(ctx context.Context, ch Change) (*applyReq, error) {
+	pr, err := prepare(ch)
+	if err != nil {
+		return nil, err
+	}
+	values := make([][]byte, len(pr.put))
+	for i, r := range pr.put {
+		if values[i], err = encodeRecord(r); err != nil {
+			return nil, err
+		}
+	}
+	return &applyReq{ctx: ctx, change: pr, values: values, done: make(chan error, 1)}, nil
 }
 
 // committer is a BadgerStore's group commit: a single goroutine that takes
@@ -60,10 +79,9 @@ func newCommitter(db *badger.DB, valueThreshold int64) *committer {
 	}
 }
 
-// apply queues ch and waits for the committer's answer. The caller holds
+// apply queues r and waits for the committer's answer. The caller holds
 // the store's read lock, so stop cannot run until this returns.
-func (c *committer) apply(ctx context.Context, ch Change) error {
-	r := &applyReq{ctx: ctx, ch: ch, done: make(chan error, 1)}
+func (c *committer) apply(r *applyReq) error {
 	c.mu.Lock()
 	c.queue = append(c.queue, r)
 	queued := len(c.queue)
@@ -147,7 +165,7 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 			continue
 		}
 		var es []entry
-		es, r.err = c.entries(txn, r.ch)
+		es, r.err = entries(txn, r)
 		if r.err != nil {
 			continue
 		}
@@ -188,10 +206,10 @@ type entry struct {
 	del        bool
 }
 
-// entries validates ch against the state txn sees (the store plus the
-// batch so far) and returns its writes.
-func (c *committer) entries(txn *badger.Txn, ch Change) ([]entry, error) {
-	p, err := makePlan(ch, badgerView{txn})
+// entries checks r's change against the state txn sees (the store plus
+// the batch so far) and returns its writes.
+func entries(txn *badger.Txn, r *applyReq) ([]entry, error) {
+	p, err := r.change.resolve(badgerView{txn})
 	if err != nil {
 		return nil, err
 	}
@@ -199,12 +217,8 @@ func (c *committer) entries(txn *badger.Txn, ch Change) ([]entry, error) {
 	for _, uid := range p.del {
 		es = append(es, entry{key: recKey(uid), del: true})
 	}
-	for _, r := range p.put {
-		v, err := encodeRecord(r)
-		if err != nil {
-			return nil, err
-		}
-		es = append(es, entry{key: recKey(r.UID), value: v})
+	for i, rec := range p.put {
+		es = append(es, entry{key: recKey(rec.UID), value: r.values[i]})
 	}
 	switch {
 	case !p.setCurrent:

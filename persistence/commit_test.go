@@ -27,14 +27,19 @@ func countCommits(s *BadgerStore) *atomic.Int64 {
 
 // req is a queued Apply of ch for commitBatch (ctx: Background, or a
 // canceled one when canceled).
-func req(ch Change, canceled bool) *applyReq {
+func req(t *testing.T, ch Change, canceled bool) *applyReq {
+	t.Helper()
 	ctx := context.Background()
 	if canceled {
 		c, cancel := context.WithCancel(ctx)
 		cancel()
 		ctx = c
 	}
-	return &applyReq{ctx: ctx, ch: ch, done: make(chan error, 1)}
+	r, err := newApplyReq(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // answers returns what commitBatch answered each request.
@@ -48,7 +53,8 @@ func answers(reqs []*applyReq) []error {
 
 // TestGroupCommit_Batch: requests committed in one transaction behave as
 // the same Applies one after another: each is validated against those
-// before it, a failing one fails alone and writes nothing, the later of
+// before it, one that fails against the state fails alone and writes
+// nothing (a change invalid on its own is refused before it is queued), the later of
 // two Puts of one UID wins. The store's committer is idle (no Apply
 // runs), so commitBatch is called directly with a batch of our making.
 func TestGroupCommit_Batch(t *testing.T) {
@@ -81,13 +87,6 @@ func TestGroupCommit_Batch(t *testing.T) {
 		{name: "deleting the current account put earlier clears it",
 			batch: []step{{ch: Change{Put: []messages.AuthRecord{b1}, SetCurrent: strp("bob")}}, {ch: Change{Delete: []string{"bob"}}}},
 			want:  State{}},
-		{name: "an invalid change fails alone",
-			batch: []step{
-				{ch: Change{Put: []messages.AuthRecord{a1}}},
-				{ch: Change{Put: []messages.AuthRecord{c1, {AccessToken: "x"}}}, wantErr: ErrInvalidChange},
-				{ch: Change{Put: []messages.AuthRecord{b1}}},
-			},
-			want: State{Records: []messages.AuthRecord{a1, b1}}},
 		{name: "a canceled request writes nothing",
 			batch: []step{
 				{ch: Change{Put: []messages.AuthRecord{c1}}, canceled: true, wantErr: context.Canceled},
@@ -102,7 +101,7 @@ func TestGroupCommit_Batch(t *testing.T) {
 			commits := countCommits(s)
 			var reqs []*applyReq
 			for _, st := range tc.batch {
-				reqs = append(reqs, req(st.ch, st.canceled))
+				reqs = append(reqs, req(t, st.ch, st.canceled))
 			}
 			if n := s.commit.commitBatch(reqs); n != len(reqs) {
 				t.Fatalf("commitBatch took %d of %d requests", n, len(reqs))
@@ -137,14 +136,14 @@ func TestGroupCommit_SplitsAtTransactionLimit(t *testing.T) {
 	var want []messages.AuthRecord
 	for i := range 40 { // 40 changes of 2 x 20 KB: several transactions
 		a, b := big(fmt.Sprintf("u%02d-a", i), i), big(fmt.Sprintf("u%02d-b", i), i)
-		reqs = append(reqs, req(Change{Put: []messages.AuthRecord{a, b}}, false))
+		reqs = append(reqs, req(t, Change{Put: []messages.AuthRecord{a, b}}, false))
 		want = append(want, a, b)
 		if i == 20 { // too large for one transaction (badger's limit: 15% of the memtable)
 			var huge []messages.AuthRecord
 			for j := range 30 {
 				huge = append(huge, big(fmt.Sprintf("huge-%02d", j), j))
 			}
-			reqs = append(reqs, req(Change{Put: huge}, false))
+			reqs = append(reqs, req(t, Change{Put: huge}, false))
 		}
 	}
 	for rest := reqs; len(rest) > 0; {
@@ -183,9 +182,9 @@ func TestGroupCommit_FailedCommitFailsBatch(t *testing.T) {
 	boom := errors.New("disk on fire")
 	s.commit.commit = func(*badger.Txn) error { return boom }
 	reqs := []*applyReq{
-		req(Change{Put: []messages.AuthRecord{rec("alice", 2)}}, false),
-		req(Change{Put: []messages.AuthRecord{rec("bob", 1)}, SetCurrent: strp("bob")}, false),
-		req(Change{SetCurrent: strp("nobody")}, false), // would fail alone; fails with the batch
+		req(t, Change{Put: []messages.AuthRecord{rec("alice", 2)}}, false),
+		req(t, Change{Put: []messages.AuthRecord{rec("bob", 1)}, SetCurrent: strp("bob")}, false),
+		req(t, Change{SetCurrent: strp("nobody")}, false), // would fail alone; fails with the batch
 	}
 	if n := s.commit.commitBatch(reqs); n != len(reqs) {
 		t.Fatalf("commitBatch took %d of %d requests", n, len(reqs))
