@@ -15,21 +15,36 @@ import (
 )
 
 // BadgerStore is a Store on disk in a badger/v4 database, encrypted at rest
-// by default. Every Apply is one badger transaction, synced to disk before
-// it returns, so after a crash (even kill -9 mid-write) the store holds
-// either the old or the new state of each Apply, never a mix.
+// by default. Every Apply is applied whole in one badger transaction,
+// synced to disk before it returns, so after a crash (even kill -9
+// mid-write) the store holds either the old or the new state of each
+// Apply, never a mix.
+//
+// # Group commit
+//
+// Concurrent Apply calls share transactions: one goroutine owned by the
+// store (stopped by Close) takes every Apply queued while the previous
+// transaction was syncing and commits them together, in the order they
+// were queued, with one fsync. Each call returns only after the
+// transaction holding its change is durable; a failed commit fails every
+// call of that transaction, and nothing of it is written. The outcome is
+// that of the Applies run one after another in queue order: each is
+// validated against the changes queued before it (a change that fails
+// validation fails alone), and of two Puts of one UID the later wins. So
+// a thousand accounts refreshing at once cost a few fsyncs, not a
+// thousand.
 //
 // A BadgerStore is safe for concurrent use by multiple goroutines: Load
-// runs concurrently with everything, Apply calls are serialised, Close waits
-// for in-flight calls. One directory can be open in one BadgerStore at a
-// time (ErrLocked otherwise).
+// and LoadPages run concurrently with everything, Apply calls are
+// committed in queue order, Close waits for in-flight calls. One directory
+// can be open in one BadgerStore at a time (ErrLocked otherwise).
 type BadgerStore struct {
 	dir string
 
-	writeMu sync.Mutex   // serialises Apply
-	mu      sync.RWMutex // read-held by Load/Apply, write-held by Close
-	closed  bool
-	db      *badger.DB
+	mu     sync.RWMutex // read-held by Load/LoadPages/Apply, write-held by Close
+	closed bool
+	db     *badger.DB
+	commit *committer
 }
 
 // OpenBadger opens (creating if needed, mode 0700) the store in dir.
@@ -79,21 +94,25 @@ func OpenBadger(dir string, opts ...Option) (*BadgerStore, error) {
 	if err := checkRegistry(dir, key); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(dir, key, newBadgerLogger(c.logger)))
+	bo := badgerOptions(dir, key, newBadgerLogger(c.logger))
+	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, openError(dir, err)
 	}
-	return &BadgerStore{dir: dir, db: db}, nil
+	s := &BadgerStore{dir: dir, db: db, commit: newCommitter(db, bo.ValueThreshold)}
+	s.commit.start()
+	return s, nil
 }
 
-// badgerOptions tunes badger for a tiny store (a handful of small records)
-// that opens fast in little memory and syncs every write.
+// badgerOptions tunes badger for a store of small records (a handful, or
+// 100,000 in gateway mode) that opens fast in little memory (a few MiB
+// whatever the number of accounts) and syncs every write.
 func badgerOptions(dir string, key []byte, logger badger.Logger) badger.Options {
 	o := badger.DefaultOptions(dir).
 		WithLogger(logger).
 		WithSyncWrites(true).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(2 << 20).     // memtable arena and WAL file: 2 MiB
+		WithMemTableSize(4 << 20).     // memtable arena and WAL file: 4 MiB; a transaction holds up to 15 %: ~1,000 token updates
 		WithValueThreshold(64 << 10).  // values up to 64 KiB live in the LSM tree
 		WithValueLogFileSize(1 << 20). // the minimum badger accepts
 		WithBaseTableSize(1 << 20).
@@ -106,7 +125,7 @@ func badgerOptions(dir string, key []byte, logger badger.Logger) badger.Options 
 		WithIndexCacheSize(1 << 20). // > 0: required with encryption
 		WithCompression(options.None).
 		WithMetricsEnabled(false).
-		WithDetectConflicts(false). // Apply is serialised by BadgerStore
+		WithDetectConflicts(false). // one goroutine writes: the committer
 		WithNumGoroutines(1)
 	if len(key) > 0 {
 		o = o.WithEncryptionKey(key)
@@ -137,20 +156,76 @@ func (s *BadgerStore) Dir() string { return s.dir }
 // Load returns the stored state (records deep-copied, sorted by UID). A
 // value that cannot be decoded fails the whole Load with a *DecodeError
 // (errors.Is ErrCorrupt) naming its key. After Close it returns
-// messages.ErrClosed.
+// messages.ErrClosed. It is LoadPages gathered into one State; a large
+// store is better streamed with LoadPages.
 func (s *BadgerStore) Load(ctx context.Context) (State, error) {
-	if err := ctx.Err(); err != nil {
+	var st State
+	cur, err := s.LoadPages(ctx, DefaultPageSize, func(page []messages.AuthRecord) error {
+		if st.Records == nil {
+			st.Records = page
+		} else {
+			st.Records = append(st.Records, page...)
+		}
+		return nil
+	})
+	if err != nil {
 		return State{}, err
+	}
+	st.Current = cur
+	return st, nil
+}
+
+// LoadPages streams the stored state: it calls page with successive pages
+// of at most pageSize records (pageSize <= 0 means DefaultPageSize), in
+// UID order across pages, and then returns the current account. Every
+// page and the current account come from one consistent snapshot, however
+// many Applies commit meanwhile. The caller owns each page (records
+// deep-copied). A value that cannot be decoded stops it with a
+// *DecodeError (errors.Is ErrCorrupt); so does an error page returns,
+// returned as is, and a done ctx (checked between pages). After Close it
+// returns messages.ErrClosed.
+//
+// Only one page of records is decoded at a time, so a caller that hands
+// pages on (to an actor, as messages) holds the store for one page, not
+// for the whole load. page must not call the store's methods: Close waits
+// for LoadPages to return.
+func (s *BadgerStore) LoadPages(ctx context.Context, pageSize int, page func([]messages.AuthRecord) error) (current string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if pageSize <= 0 {
+		pageSize = DefaultPageSize
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return State{}, messages.ErrClosed
+		return "", messages.ErrClosed
 	}
-	var st State
-	err := s.db.View(func(txn *badger.Txn) error {
+	var pageErr error // from page or ctx: returned as is
+	err = s.db.View(func(txn *badger.Txn) error {
+		cur, err := readCurrent(txn)
+		if err != nil {
+			return err
+		}
+		if cur != "" {
+			if _, err := txn.Get(recKey(cur)); err != nil {
+				return &DecodeError{Key: currentKey, Err: fmt.Errorf("current account %q has no record: %v", cur, err)}
+			}
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(recPrefix)})
 		defer it.Close()
+		var recs []messages.AuthRecord
+		flush := func() error {
+			if len(recs) == 0 {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p := recs
+			recs = nil
+			return page(p)
+		}
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
 			key := string(item.Key())
@@ -163,31 +238,38 @@ func (s *BadgerStore) Load(ctx context.Context) (State, error) {
 			if err != nil {
 				return err
 			}
-			st.Records = append(st.Records, rec)
-		}
-		cur, err := readCurrent(txn)
-		if err != nil {
-			return err
-		}
-		if cur != "" {
-			if _, err := txn.Get(recKey(cur)); err != nil {
-				return &DecodeError{Key: currentKey, Err: fmt.Errorf("current account %q has no record: %v", cur, err)}
+			if recs == nil {
+				recs = make([]messages.AuthRecord, 0, pageSize)
+			}
+			recs = append(recs, rec)
+			if len(recs) == pageSize {
+				if pageErr = flush(); pageErr != nil {
+					return pageErr
+				}
 			}
 		}
-		st.Current = cur
+		if pageErr = flush(); pageErr != nil {
+			return pageErr
+		}
+		current = cur
 		return nil
 	})
-	if err != nil {
-		return State{}, wrapDBError("load", err)
+	if pageErr != nil {
+		return "", pageErr
 	}
-	return st, nil
+	if err != nil {
+		return "", wrapDBError("load", err)
+	}
+	return current, nil
 }
 
-// Apply writes ch in one badger transaction, synced to disk before it
-// returns (see Change and Store.Apply). On any error nothing was written.
-// After Close it returns messages.ErrClosed; a done ctx returns ctx.Err()
-// before anything is written (a transaction, once started, is not
-// interrupted).
+// Apply writes ch whole in a badger transaction, synced to disk before it
+// returns (see Change and Store.Apply); concurrent calls share
+// transactions (see Group commit). On any error nothing of ch was
+// written. After Close it returns messages.ErrClosed; a ctx that is done
+// before the committer takes ch returns ctx.Err() and nothing is written
+// (a change, once taken, is not interrupted: Apply then waits for its
+// transaction, which takes one fsync).
 func (s *BadgerStore) Apply(ctx context.Context, ch Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -197,45 +279,20 @@ func (s *BadgerStore) Apply(ctx context.Context, ch Change) error {
 	if s.closed {
 		return messages.ErrClosed
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	err := s.db.Update(func(txn *badger.Txn) error {
-		p, err := makePlan(ch, badgerView{txn})
-		if err != nil {
-			return err
-		}
-		for _, uid := range p.del {
-			if err := txn.Delete(recKey(uid)); err != nil {
-				return err
-			}
-		}
-		for _, r := range p.put {
-			v, err := encodeRecord(r)
-			if err != nil {
-				return err
-			}
-			if err := txn.Set(recKey(r.UID), v); err != nil {
-				return err
-			}
-		}
-		switch {
-		case !p.setCurrent:
-		case p.current == "":
-			return txn.Delete([]byte(currentKey))
-		default:
-			return txn.Set([]byte(currentKey), encodeCurrent(p.current))
-		}
-		return nil
-	})
+	r, err := newApplyReq(ctx, ch)
 	if err != nil {
+		return wrapDBError("apply", err)
+	}
+	if err := s.commit.apply(r); err != nil {
 		return wrapDBError("apply", err)
 	}
 	return nil
 }
 
-// Close closes the database and stops badger's goroutines, waiting for
-// in-flight Load and Apply calls. Later Load and Apply calls return
-// messages.ErrClosed. Close is idempotent: later calls return nil.
+// Close stops the store's committer, closes the database and stops
+// badger's goroutines, waiting for in-flight Load, LoadPages and Apply
+// calls. Later calls return messages.ErrClosed. Close is idempotent:
+// later calls return nil.
 func (s *BadgerStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -243,6 +300,7 @@ func (s *BadgerStore) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.commit.stop()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("pigeon/persistence: closing store %q: %w", s.dir, err)
 	}

@@ -1,8 +1,10 @@
 package persistence
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,21 +44,55 @@ type storedCurrent struct {
 	UID string `json:"uid"`
 }
 
+// encodeRecord returns r's stored value: exactly the bytes json.Marshal
+// gives for its storedRecord (TestCodec_EncodeMatchesJSON), written
+// directly because a synced write of many accounts encodes every record
+// and reflection was most of the cost.
 func encodeRecord(r messages.AuthRecord) ([]byte, error) {
-	b, err := json.Marshal(storedRecord{
-		V:            schemaVersion,
-		UID:          r.UID,
-		AccessToken:  string(r.AccessToken),
-		RefreshToken: string(r.RefreshToken),
-		ExpiresAt:    r.ExpiresAt,
-		IssuedAt:     r.IssuedAt,
-		Data:         r.Data,
-	})
+	expires, err := r.ExpiresAt.MarshalJSON()
 	if err != nil {
 		// Only a time outside years 0-9999 gets here; the error names no secret.
 		return nil, fmt.Errorf("pigeon/persistence: cannot encode record %q: %w", r.UID, err)
 	}
-	return b, nil
+	issued, err := r.IssuedAt.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("pigeon/persistence: cannot encode record %q: %w", r.UID, err)
+	}
+	b := make([]byte, 0, 80+len(r.UID)+len(r.AccessToken)+len(r.RefreshToken)+len(expires)+len(issued)+
+		base64.StdEncoding.EncodedLen(len(r.Data)))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, schemaVersion, 10)
+	b = append(b, `,"uid":`...)
+	b = appendJSONString(b, r.UID)
+	b = append(b, `,"access":`...)
+	b = appendJSONString(b, string(r.AccessToken))
+	b = append(b, `,"refresh":`...)
+	b = appendJSONString(b, string(r.RefreshToken))
+	b = append(b, `,"expiresAt":`...)
+	b = append(b, expires...)
+	b = append(b, `,"issuedAt":`...)
+	b = append(b, issued...)
+	if len(r.Data) > 0 {
+		b = append(b, `,"data":"`...)
+		b = base64.StdEncoding.AppendEncode(b, r.Data)
+		b = append(b, '"')
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as encoding/json writes it: printable ASCII
+// other than '"', '\\' and the HTML characters '<', '>', '&' as is; any
+// other string through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string cannot fail
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func decodeRecord(key string, b []byte) (messages.AuthRecord, error) {

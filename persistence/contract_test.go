@@ -269,3 +269,112 @@ func TestStress_ApplyLoadWhileClosing(t *testing.T) {
 		})
 	}
 }
+
+// TestContract_LoadPages: LoadPages (each store's own, and the function
+// over a Store that has none) streams the same state Load returns, in
+// pages of the size asked for; an error from page stops it and comes back
+// as is; a done context and a closed store fail it.
+func TestContract_LoadPages(t *testing.T) {
+	var all []messages.AuthRecord
+	for _, uid := range []string{"a", "b", "c", "d", "e"} {
+		all = append(all, rec(uid, 1))
+	}
+	type loadFunc func(s Store, ctx context.Context, size int, page func([]messages.AuthRecord) error) (string, error)
+	loads := []struct {
+		name string
+		load loadFunc
+	}{
+		{"own", func(s Store, ctx context.Context, size int, page func([]messages.AuthRecord) error) (string, error) {
+			return s.(PagedLoader).LoadPages(ctx, size, page)
+		}},
+		{"function over Load", func(s Store, ctx context.Context, size int, page func([]messages.AuthRecord) error) (string, error) {
+			return LoadPages(ctx, struct{ Store }{s}, size, page) // hides LoadPages
+		}},
+	}
+	for _, f := range factories() {
+		for _, l := range loads {
+			loadPages := l.load
+			t.Run(f.name+"/"+l.name, func(t *testing.T) {
+				s := f.open(t)
+				mustApply(t, s, Change{Put: all, SetCurrent: strp("c")})
+				ctx := context.Background()
+				for _, tc := range []struct{ size, pages int }{{2, 3}, {5, 1}, {0, 1}, {100, 1}} {
+					var got State
+					n := 0
+					cur, err := loadPages(s, ctx, tc.size, func(p []messages.AuthRecord) error {
+						n++
+						if tc.size > 0 && len(p) > tc.size {
+							t.Errorf("size %d: page of %d", tc.size, len(p))
+						}
+						got.Records = append(got.Records, p...)
+						return nil
+					})
+					if err != nil {
+						t.Fatalf("size %d: %v", tc.size, err)
+					}
+					got.Current = cur
+					if n != tc.pages {
+						t.Errorf("size %d: %d pages, want %d", tc.size, n, tc.pages)
+					}
+					if d := diffState(got, State{Records: all, Current: "c"}); d != "" {
+						t.Errorf("size %d:\n%s", tc.size, d)
+					}
+				}
+				stop := errors.New("stop")
+				n := 0
+				if _, err := loadPages(s, ctx, 2, func([]messages.AuthRecord) error { n++; return stop }); err != stop || n != 1 {
+					t.Errorf("page error: %v after %d pages, want it as is after 1", err, n)
+				}
+				canceled, cancel := context.WithCancel(ctx)
+				cancel()
+				if _, err := loadPages(s, canceled, 2, func([]messages.AuthRecord) error { return nil }); !errors.Is(err, context.Canceled) {
+					t.Errorf("canceled: %v", err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := loadPages(s, ctx, 2, func([]messages.AuthRecord) error { return nil }); !errors.Is(err, messages.ErrClosed) {
+					t.Errorf("after Close: %v, want ErrClosed", err)
+				}
+			})
+		}
+	}
+}
+
+// TestContract_LoadPagesSnapshot: the pages and the current account come
+// from the state when LoadPages began, although Applies commit while the
+// first page is being handled.
+func TestContract_LoadPagesSnapshot(t *testing.T) {
+	for _, f := range factories() {
+		t.Run(f.name, func(t *testing.T) {
+			s := f.open(t)
+			before := []messages.AuthRecord{rec("a", 1), rec("b", 1), rec("c", 1), rec("d", 1)}
+			mustApply(t, s, Change{Put: before, SetCurrent: strp("d")})
+			var got State
+			cur, err := s.(PagedLoader).LoadPages(context.Background(), 1, func(p []messages.AuthRecord) error {
+				if len(got.Records) == 0 {
+					done := make(chan error, 1)
+					go func() { // another goroutine: page must not call the store
+						done <- s.Apply(context.Background(), Change{Put: []messages.AuthRecord{rec("c", 2), rec("e", 1)}, Delete: []string{"d"}})
+					}()
+					if err := <-done; err != nil {
+						return err
+					}
+				}
+				got.Records = append(got.Records, p...)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Current = cur
+			if d := diffState(got, State{Records: before, Current: "d"}); d != "" {
+				t.Errorf("LoadPages during an Apply:\n%s", d)
+			}
+			after := State{Records: []messages.AuthRecord{rec("a", 1), rec("b", 1), rec("c", 2), rec("e", 1)}}
+			if d := diffState(mustLoad(t, s), after); d != "" {
+				t.Errorf("Load after:\n%s", d)
+			}
+		})
+	}
+}

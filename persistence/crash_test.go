@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,29 +25,67 @@ import (
 // TestCrash_KillDuringWrites: TestCrashChild writes to the store in it.
 const crashDirEnv = "PIGEON_PERSISTENCE_CRASH_DIR"
 
-var crashUIDs = []string{"alice", "bob", "carol"}
+// The writer process runs crashWriters concurrent writers; writer w owns
+// the accounts crashUIDs(w) and rotates all of them in each of its Applies
+// (iteration n of writer w). Writer 0 also moves the current pointer to
+// one of its accounts, and its records are padded past badger's value
+// threshold now and then, so the value log is exercised too.
+const crashWriters = 32
+
+var crashNames = []string{"alice", "bob", "carol"}
+
+// crashUIDs returns writer w's accounts, sorted.
+func crashUIDs(w int) []string {
+	out := make([]string, len(crashNames))
+	for i, name := range crashNames {
+		out[i] = fmt.Sprintf("w%02d-%s", w, name)
+	}
+	return out
+}
+
+// crashWriterOf returns the writer that owns uid.
+func crashWriterOf(uid string) (int, error) {
+	var w int
+	if _, err := fmt.Sscanf(uid, "w%02d-", &w); err != nil || w < 0 || w >= crashWriters {
+		return 0, fmt.Errorf("record %q belongs to no writer", uid)
+	}
+	return w, nil
+}
 
 var crashBase = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// crashPut returns iteration n's records: every field of every record
-// carries n (Data is padded to a random size, up to past badger's value
-// threshold so the value log is exercised too).
-func crashPut(n int, rnd *rand.Rand) []messages.AuthRecord {
-	out := make([]messages.AuthRecord, 0, len(crashUIDs))
-	for _, uid := range crashUIDs {
-		size := rnd.IntN(3000)
-		if rnd.IntN(8) == 0 {
+// crashCurrent is the current account after writer 0's iteration n.
+func crashCurrent(n int) string { return crashUIDs(0)[n%len(crashNames)] }
+
+// crashRecord is iteration n of uid: every field carries n and the
+// writer's name.
+func crashRecord(uid string, n int, data []byte) messages.AuthRecord {
+	return messages.AuthRecord{
+		UID:          uid,
+		AccessToken:  messages.Secret(fmt.Sprintf("a-%s-%d", uid, n)),
+		RefreshToken: messages.Secret(fmt.Sprintf("r-%s-%d", uid, n)),
+		ExpiresAt:    crashBase.Add(time.Duration(n) * time.Second),
+		IssuedAt:     crashBase.Add(time.Duration(n) * time.Millisecond),
+		Data:         data,
+	}
+}
+
+// crashPut returns writer w's records of iteration n (Data padded to a
+// random size; writer 0's larger, sometimes past badger's value
+// threshold).
+func crashPut(w, n int, rnd *rand.Rand) []messages.AuthRecord {
+	out := make([]messages.AuthRecord, 0, len(crashNames))
+	for _, uid := range crashUIDs(w) {
+		size := rnd.IntN(300)
+		switch {
+		case w > 0:
+		case rnd.IntN(8) == 0:
 			size = 70_000 + rnd.IntN(10_000)
+		default:
+			size = rnd.IntN(3000)
 		}
 		data, _ := json.Marshal(crashData{N: n, Pad: strings.Repeat(string(rune('a'+n%26)), size)})
-		out = append(out, messages.AuthRecord{
-			UID:          uid,
-			AccessToken:  messages.Secret(fmt.Sprintf("a-%s-%d", uid, n)),
-			RefreshToken: messages.Secret(fmt.Sprintf("r-%s-%d", uid, n)),
-			ExpiresAt:    crashBase.Add(time.Duration(n) * time.Second),
-			IssuedAt:     crashBase.Add(time.Duration(n) * time.Millisecond),
-			Data:         data,
-		})
+		out = append(out, crashRecord(uid, n, data))
 	}
 	return out
 }
@@ -56,48 +95,71 @@ type crashData struct {
 	Pad string `json:"pad"`
 }
 
-// crashIteration checks that st is one complete iteration (every field of
-// every record and the current pointer from the same n) and returns n; 0
-// for an empty store.
-func crashIteration(st State) (int, error) {
-	if len(st.Records) == 0 && st.Current == "" {
+// crashIterations checks that st holds, for every writer, one complete
+// iteration (every field of every one of its records from the same n),
+// and the current pointer of writer 0's iteration, and returns each
+// writer's iteration (0: none of its records stored).
+func crashIterations(st State) ([]int, error) {
+	groups := make([][]messages.AuthRecord, crashWriters)
+	for _, r := range st.Records {
+		w, err := crashWriterOf(r.UID)
+		if err != nil {
+			return nil, err
+		}
+		groups[w] = append(groups[w], r)
+	}
+	iters := make([]int, crashWriters)
+	for w, recs := range groups {
+		n, err := crashIteration(w, recs)
+		if err != nil {
+			return nil, fmt.Errorf("writer %d: %v", w, err)
+		}
+		iters[w] = n
+	}
+	want := ""
+	if iters[0] > 0 {
+		want = crashCurrent(iters[0])
+	}
+	if st.Current != want {
+		return nil, fmt.Errorf("current %q, want %q of writer 0's iteration %d", st.Current, want, iters[0])
+	}
+	return iters, nil
+}
+
+// crashIteration checks that recs (sorted) are writer w's accounts all
+// from one iteration and returns it; 0 for none.
+func crashIteration(w int, recs []messages.AuthRecord) (int, error) {
+	if len(recs) == 0 {
 		return 0, nil
 	}
-	if len(st.Records) != len(crashUIDs) {
-		return 0, fmt.Errorf("%d records %v, want %v", len(st.Records), uids(st.Records), crashUIDs)
+	names := crashUIDs(w)
+	if len(recs) != len(names) {
+		return 0, fmt.Errorf("%d records %v, want %v", len(recs), uids(recs), names)
 	}
 	var d crashData
-	if err := json.Unmarshal(st.Records[0].Data, &d); err != nil {
-		return 0, fmt.Errorf("record %q: Data: %v", st.Records[0].UID, err)
+	if err := json.Unmarshal(recs[0].Data, &d); err != nil {
+		return 0, fmt.Errorf("record %q: Data: %v", recs[0].UID, err)
 	}
 	n := d.N
-	for i, r := range st.Records {
+	for i, r := range recs {
 		var got crashData
 		if err := json.Unmarshal(r.Data, &got); err != nil {
 			return 0, fmt.Errorf("record %q: Data: %v", r.UID, err)
 		}
-		want := messages.AuthRecord{
-			UID:          crashUIDs[i],
-			AccessToken:  messages.Secret(fmt.Sprintf("a-%s-%d", crashUIDs[i], n)),
-			RefreshToken: messages.Secret(fmt.Sprintf("r-%s-%d", crashUIDs[i], n)),
-			ExpiresAt:    crashBase.Add(time.Duration(n) * time.Second),
-			IssuedAt:     crashBase.Add(time.Duration(n) * time.Millisecond),
-			Data:         r.Data,
-		}
+		want := crashRecord(names[i], n, r.Data)
 		if diff := diffRecord(r, want); diff != "" || got.N != n || strings.Trim(got.Pad, string(rune('a'+n%26))) != "" {
 			return 0, fmt.Errorf("record %q is not all from iteration %d: %s (data n=%d)", r.UID, n, diff, got.N)
 		}
-	}
-	if want := crashUIDs[n%len(crashUIDs)]; st.Current != want {
-		return 0, fmt.Errorf("current %q, want %q of iteration %d", st.Current, want, n)
 	}
 	return n, nil
 }
 
 // TestCrashChild is the writer process of TestCrash_KillDuringWrites; run
-// directly it skips. It continues from the stored iteration and, forever,
-// applies the next iteration (all accounts rotated in one Apply) and then
-// prints "synced <n>". It is killed with SIGKILL; if its parent is gone,
+// directly it skips. It continues from the stored iterations and runs
+// crashWriters writers concurrently (their Applies share synced
+// transactions: group commit); each, forever, applies its next iteration
+// (all its accounts rotated in one Apply) and then prints
+// "synced <writer> <n>". It is killed with SIGKILL; if its parent is gone,
 // its next print dies of SIGPIPE.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv(crashDirEnv)
@@ -113,32 +175,49 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := crashIteration(st)
+	iters, err := crashIterations(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rnd := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(n)))
-	fmt.Printf("opened %d\n", n)
-	for n++; n < 1_000_000; n++ {
-		cur := crashUIDs[n%len(crashUIDs)]
-		if err := s.Apply(ctx, Change{Put: crashPut(n, rnd), SetCurrent: &cur}); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Printf("synced %d\n", n)
+	fmt.Printf("opened %v\n", iters)
+	var wg sync.WaitGroup
+	for w, n := range iters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(w)<<32|uint64(n)))
+			for n++; n < 1_000_000; n++ {
+				ch := Change{Put: crashPut(w, n, rnd)}
+				if w == 0 {
+					ch.SetCurrent = strp(crashCurrent(n))
+				}
+				if err := s.Apply(ctx, ch); err != nil {
+					// Not t.Fatal (another goroutine): the parent sees
+					// the exit status and this on stderr.
+					fmt.Fprintf(os.Stderr, "writer %d: Apply of iteration %d: %v\n", w, n, err)
+					os.Exit(2)
+				}
+				fmt.Printf("synced %d %d\n", w, n)
+			}
+		}()
 	}
+	wg.Wait()
 	t.Fatal("never killed")
 }
 
 // TestCrash_KillDuringWrites (refresh.md row 21): a process killed with
-// SIGKILL at any moment while tokens are saved or rotated leaves a store
-// that opens and holds, for every account, one complete record (never a
-// mix of iterations), the current pointer of the same iteration, and an
-// iteration no older than the last one the writer acknowledged as synced.
-// 50 kills (10 with -short), each after a random number (1-6) of
-// acknowledged iterations plus a random part of one more; the writer is
-// then inside its next Apply, its print, or between them.
+// SIGKILL at any moment while crashWriters concurrent writers save or
+// rotate tokens of many accounts leaves a store that opens and holds, for
+// every writer, one complete iteration of all its accounts (never a mix of
+// iterations, never a mix of writers), writer 0's current pointer of the
+// same iteration, and an iteration no older than the last one the
+// writer acknowledged as synced: every acknowledged change survives. 25
+// kills (10 with -short), each after a random number (1-4) of
+// acknowledged iterations per writer plus a random part of one more; the
+// writers are then inside their next Apply (queued, or in the transaction
+// being synced), their print, or between them.
 func TestCrash_KillDuringWrites(t *testing.T) {
-	kills := 50
+	kills := 25
 	if testing.Short() {
 		kills = 10
 	}
@@ -146,30 +225,37 @@ func TestCrash_KillDuringWrites(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rnd := rand.New(rand.NewPCG(seed, seed>>1))
 	dir := filepath.Join(t.TempDir(), "store")
-	stored, inFlight := 0, 0
+	stored := make([]int, crashWriters)
+	inFlight, total := 0, 0
 	for k := range kills {
-		acked := runWriterAndKill(t, rnd, dir, 1+rnd.IntN(6))
-		if acked <= stored {
-			t.Fatalf("kill %d: writer acknowledged %d, not past the stored %d", k, acked, stored)
+		acked := runWriterAndKill(t, rnd, dir, crashWriters*(1+rnd.IntN(4)))
+		iters := verifyCrashStore(t, dir)
+		for w, n := range iters {
+			// The writer's last acknowledged iteration, or the stored one
+			// if it acknowledged none in this run.
+			floor := max(acked[w], stored[w])
+			// The Apply in flight at the kill may or may not have committed.
+			if n != floor && n != floor+1 {
+				t.Fatalf("kill %d: writer %d: store holds iteration %d; acknowledged %d, stored before %d (want %d or %d)",
+					k, w, n, acked[w], stored[w], floor, floor+1)
+			}
+			if n == floor+1 {
+				inFlight++
+			}
+			total += n - stored[w]
 		}
-		n := verifyCrashStore(t, dir)
-		// The Apply in flight at the kill may or may not have committed.
-		if n != acked && n != acked+1 {
-			t.Fatalf("kill %d: store holds iteration %d; writer acknowledged %d (want %d or %d)", k, n, acked, acked, acked+1)
-		}
-		if n == acked+1 {
-			inFlight++
-		}
-		stored = n
+		stored = iters
 	}
-	t.Logf("%d kills, last iteration %d; the Apply in flight at the kill had committed in %d", kills, stored, inFlight)
+	t.Logf("%d kills, %d writers, %d iterations stored in all (writer 0 at %d); %d Applies in flight at a kill had committed",
+		kills, crashWriters, total, stored[0], inFlight)
 }
 
 // runWriterAndKill starts TestCrashChild on dir, waits until it has
-// acknowledged target iterations, kills it with SIGKILL at a random moment
-// within about one more iteration, and returns the last iteration it
-// acknowledged (including lines still in the pipe).
-func runWriterAndKill(t *testing.T, rnd *rand.Rand, dir string, target int) int {
+// acknowledged target iterations (of all writers together), kills it with
+// SIGKILL at a random moment within about one more iteration of every
+// writer, and returns the last iteration each writer acknowledged
+// (including lines still in the pipe; 0 for none).
+func runWriterAndKill(t *testing.T, rnd *rand.Rand, dir string, target int) []int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
@@ -183,24 +269,32 @@ func runWriterAndKill(t *testing.T, rnd *rand.Rand, dir string, target int) int 
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
-	acked, seen := 0, 0
-	var last time.Time       // when the previous line arrived
-	var period time.Duration // time between the last two lines: about one iteration
+	acked := make([]int, crashWriters)
+	seen := 0
+	var first, last time.Time // when the first and the latest acknowledgement arrived
 	read := func(stopAt int) {
 		for seen < stopAt && sc.Scan() {
-			now := time.Now()
-			period, last = now.Sub(last), now
-			var n int
-			if _, err := fmt.Sscanf(sc.Text(), "synced %d", &n); err == nil {
-				acked, seen = n, seen+1
+			var w, n int
+			if _, err := fmt.Sscanf(sc.Text(), "synced %d %d", &w, &n); err != nil {
+				continue
+			}
+			if w < 0 || w >= crashWriters || n <= acked[w] {
+				t.Errorf("writer line %q out of order (writer %d acknowledged %d before)", sc.Text(), w, acked[w])
+				continue
+			}
+			acked[w], seen, last = n, seen+1, time.Now()
+			if seen == 1 {
+				first = last
 			}
 		}
 	}
 	read(target)
-	// Kill at a random moment of the next iteration, not right away (that
-	// would almost always land before the Apply writes anything). This
-	// delay only picks the moment; nothing waits on it for correctness.
-	time.Sleep(time.Duration(rnd.Int64N(int64(period) + 1)))
+	// Kill at a random moment of the next round of iterations, not right
+	// away (that would almost always land before a transaction writes
+	// anything). A round is about crashWriters lines. This delay only
+	// picks the moment; nothing waits on it for correctness.
+	round := last.Sub(first) * crashWriters / time.Duration(max(seen-1, 1))
+	time.Sleep(time.Duration(rnd.Int64N(int64(round) + 1)))
 	killErr := cmd.Process.Kill() // SIGKILL
 	read(int(^uint(0) >> 1))      // drain to EOF: lines written before the kill
 	waitErr := cmd.Wait()
@@ -210,14 +304,14 @@ func runWriterAndKill(t *testing.T, rnd *rand.Rand, dir string, target int) int 
 			killErr, waitErr, seen, target, sc.Err(), stderr.String())
 	}
 	if seen < target {
-		t.Fatalf("writer acknowledged %d of %d iterations before dying; stderr:\n%s", seen, target, stderr.String())
+		t.Fatalf("writers acknowledged %d of %d iterations before dying; stderr:\n%s", seen, target, stderr.String())
 	}
 	return acked
 }
 
 // verifyCrashStore reopens the store, checks it holds one complete
-// iteration and returns it.
-func verifyCrashStore(t *testing.T, dir string) int {
+// iteration of every writer and returns them.
+func verifyCrashStore(t *testing.T, dir string) []int {
 	t.Helper()
 	s, err := OpenBadger(dir, WithGetenv(noEnv))
 	if err != nil {
@@ -232,9 +326,9 @@ func verifyCrashStore(t *testing.T, dir string) int {
 	if err != nil {
 		t.Fatalf("load after kill: %v", err)
 	}
-	n, err := crashIteration(st)
+	iters, err := crashIterations(st)
 	if err != nil {
 		t.Fatalf("after kill: %v", err)
 	}
-	return n
+	return iters
 }

@@ -6,11 +6,16 @@
 // Store is the interface the AuthStore actor uses. Two implementations:
 //
 //   - BadgerStore (OpenBadger): badger/v4 on disk, encrypted at rest by
-//     default, every Apply one transaction synced to disk before it returns.
+//     default, every Apply whole in one transaction synced to disk before
+//     it returns; concurrent Applies share one transaction and one fsync
+//     (group commit).
 //   - MemoryStore (NewMemory): the same semantics in memory, for tests and
 //     short-lived programs.
 //
-// Both are safe for concurrent use and copy records in and out.
+// Both are safe for concurrent use and copy records in and out. Both are
+// PagedLoaders too: LoadPages streams the state in pages of one snapshot,
+// so a large store (100,000 accounts) need not be decoded, or handed on,
+// in one piece. The function LoadPages streams any Store.
 //
 // # Semantics
 //

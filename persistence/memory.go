@@ -30,6 +30,40 @@ func NewMemory() *MemoryStore {
 // Load returns the stored state (records deep-copied, sorted by UID).
 // After Close it returns messages.ErrClosed.
 func (m *MemoryStore) Load(ctx context.Context) (State, error) {
+	st, err := m.snapshot(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	if len(st.Records) == 0 {
+		st.Records = nil
+	}
+	return st, nil
+}
+
+// LoadPages streams the state as BadgerStore.LoadPages does: pages of at
+// most pageSize records (<= 0: DefaultPageSize) of one snapshot, in UID
+// order, then the current account. An error from page, or a done ctx
+// (checked between pages), stops it and is returned as is. After Close it
+// returns messages.ErrClosed.
+func (m *MemoryStore) LoadPages(ctx context.Context, pageSize int, page func([]messages.AuthRecord) error) (string, error) {
+	st, err := m.snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	err = pages(st.Records, pageSize, func(p []messages.AuthRecord) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return page(p)
+	})
+	if err != nil {
+		return "", err
+	}
+	return st.Current, nil
+}
+
+// snapshot copies the state out (records sorted by UID).
+func (m *MemoryStore) snapshot(ctx context.Context) (State, error) {
 	if err := ctx.Err(); err != nil {
 		return State{}, err
 	}
@@ -38,14 +72,11 @@ func (m *MemoryStore) Load(ctx context.Context) (State, error) {
 	if m.closed {
 		return State{}, messages.ErrClosed
 	}
-	st := State{Current: m.current}
-	if len(m.records) > 0 {
-		st.Records = make([]messages.AuthRecord, 0, len(m.records))
-		for _, r := range m.records {
-			st.Records = append(st.Records, r.Clone())
-		}
-		sort.Slice(st.Records, func(i, j int) bool { return st.Records[i].UID < st.Records[j].UID })
+	st := State{Current: m.current, Records: make([]messages.AuthRecord, 0, len(m.records))}
+	for _, r := range m.records {
+		st.Records = append(st.Records, r.Clone())
 	}
+	sort.Slice(st.Records, func(i, j int) bool { return st.Records[i].UID < st.Records[j].UID })
 	return st, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -46,10 +47,59 @@ type Store interface {
 	Close() error
 }
 
+// PagedLoader is a Store that can stream its state in pages instead of
+// returning it whole (see BadgerStore.LoadPages). Both stores of this
+// package are PagedLoaders; use the function LoadPages to stream any Store.
+type PagedLoader interface {
+	Store
+	// LoadPages calls page with successive pages of at most pageSize
+	// records (<= 0: DefaultPageSize), sorted by UID across pages, all
+	// from one consistent snapshot, then returns the current account. An
+	// error from page stops it and is returned as is. page must not call
+	// the store's methods.
+	LoadPages(ctx context.Context, pageSize int, page func([]messages.AuthRecord) error) (current string, err error)
+}
+
+// DefaultPageSize is the page size of LoadPages when none is given.
+const DefaultPageSize = 1024
+
+// LoadPages streams s's state through page as PagedLoader.LoadPages does:
+// with s's own LoadPages when s is a PagedLoader, else with one Load cut
+// into pages. Safe for concurrent use if s is.
+func LoadPages(ctx context.Context, s Store, pageSize int, page func([]messages.AuthRecord) error) (current string, err error) {
+	if pl, ok := s.(PagedLoader); ok {
+		return pl.LoadPages(ctx, pageSize, page)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := pages(st.Records, pageSize, page); err != nil {
+		return "", err
+	}
+	return st.Current, nil
+}
+
+// pages calls page with successive slices of recs of at most pageSize
+// records (<= 0: DefaultPageSize); each is its own slice.
+func pages(recs []messages.AuthRecord, pageSize int, page func([]messages.AuthRecord) error) error {
+	if pageSize <= 0 {
+		pageSize = DefaultPageSize
+	}
+	for len(recs) > 0 {
+		n := min(pageSize, len(recs))
+		if err := page(recs[:n:n]); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return nil
+}
+
 // Compile-time interface checks.
 var (
-	_ Store = (*BadgerStore)(nil)
-	_ Store = (*MemoryStore)(nil)
+	_ PagedLoader = (*BadgerStore)(nil)
+	_ PagedLoader = (*MemoryStore)(nil)
 )
 
 // Sentinel errors of this package. errors.Is matches them through every
@@ -109,47 +159,81 @@ type view interface {
 
 // makePlan validates ch against the stored state v and returns what to write.
 func makePlan(ch Change, v view) (plan, error) {
-	var p plan
-	puts := make(map[string]messages.AuthRecord, len(ch.Put))
+	pr, err := prepare(ch)
+	if err != nil {
+		return plan{}, err
+	}
+	return pr.resolve(v)
+}
+
+// prepared is a Change checked on its own, before the stored state is
+// known: what resolve needs to finish the plan. Preparing needs no lock,
+// so a BadgerStore's callers prepare (and encode) their changes in
+// parallel and leave its committer only the checks against the state.
+type prepared struct {
+	plan                // put and del final; setCurrent and current not yet
+	setTo       *string // Change.SetCurrent
+	hasDeletion bool    // del is not empty
+}
+
+// prepare checks what ch says on its own (ErrInvalidChange) and copies
+// its records. It sorts instead of building maps: a change is usually one
+// record.
+func prepare(ch Change) (prepared, error) {
+	var p prepared
+	if len(ch.Put) > 0 {
+		p.put = make([]messages.AuthRecord, 0, len(ch.Put))
+	}
 	for _, r := range ch.Put {
 		if r.UID == "" {
-			return plan{}, fmt.Errorf("%w: a record in Put has an empty UID", ErrInvalidChange)
+			return prepared{}, fmt.Errorf("%w: a record in Put has an empty UID", ErrInvalidChange)
 		}
 		for _, t := range []time.Time{r.ExpiresAt, r.IssuedAt} {
 			if y := t.Year(); y < 0 || y > 9999 {
-				return plan{}, fmt.Errorf("%w: record %q has a time outside years 0-9999", ErrInvalidChange, r.UID)
+				return prepared{}, fmt.Errorf("%w: record %q has a time outside years 0-9999", ErrInvalidChange, r.UID)
 			}
 		}
-		puts[r.UID] = cloneRecord(r)
-	}
-	dels := make(map[string]bool, len(ch.Delete))
-	for _, uid := range ch.Delete {
-		if uid == "" {
-			return plan{}, fmt.Errorf("%w: Delete holds an empty UID", ErrInvalidChange)
-		}
-		if _, ok := puts[uid]; ok {
-			return plan{}, fmt.Errorf("%w: UID %q is both put and deleted", ErrInvalidChange, uid)
-		}
-		if !dels[uid] {
-			dels[uid] = true
-			p.del = append(p.del, uid)
-		}
-	}
-	for _, r := range puts {
 		p.put = append(p.put, r)
 	}
-	sort.Slice(p.put, func(i, j int) bool { return p.put[i].UID < p.put[j].UID })
-	sort.Strings(p.del)
+	// Stable: of the records of one UID, the last in ch.Put comes last
+	// and wins.
+	sort.SliceStable(p.put, func(i, j int) bool { return p.put[i].UID < p.put[j].UID })
+	w := 0
+	for i, r := range p.put {
+		if i+1 < len(p.put) && p.put[i+1].UID == r.UID {
+			continue
+		}
+		p.put[w] = cloneRecord(r)
+		w++
+	}
+	clear(p.put[w:])
+	p.put = p.put[:w]
+	for _, uid := range ch.Delete {
+		if uid == "" {
+			return prepared{}, fmt.Errorf("%w: Delete holds an empty UID", ErrInvalidChange)
+		}
+	}
+	p.del = slices.Compact(slices.Sorted(slices.Values(ch.Delete)))
+	for _, uid := range p.del {
+		if p.puts(uid) {
+			return prepared{}, fmt.Errorf("%w: UID %q is both put and deleted", ErrInvalidChange, uid)
+		}
+	}
+	p.setTo, p.hasDeletion = ch.SetCurrent, len(p.del) > 0
+	return p, nil
+}
 
+// resolve checks p against the stored state v (ErrUnknownAccount) and
+// returns the plan. It does not change p.
+func (p prepared) resolve(v view) (plan, error) {
+	out := p.plan
 	switch {
-	case ch.SetCurrent != nil && *ch.SetCurrent == "":
-		p.setCurrent, p.current = true, ""
-	case ch.SetCurrent != nil:
-		uid := *ch.SetCurrent
-		ok := false
-		if _, put := puts[uid]; put {
-			ok = true
-		} else if !dels[uid] {
+	case p.setTo != nil && *p.setTo == "":
+		out.setCurrent, out.current = true, ""
+	case p.setTo != nil:
+		uid := *p.setTo
+		ok := p.puts(uid)
+		if !ok && !p.deletes(uid) {
 			stored, err := v.has(uid)
 			if err != nil {
 				return plan{}, err
@@ -159,17 +243,29 @@ func makePlan(ch Change, v view) (plan, error) {
 		if !ok {
 			return plan{}, fmt.Errorf("%w: cannot make %q current: no such account", ErrUnknownAccount, uid)
 		}
-		p.setCurrent, p.current = true, uid
-	case len(dels) > 0:
+		out.setCurrent, out.current = true, uid
+	case p.hasDeletion:
 		cur, err := v.current()
 		if err != nil {
 			return plan{}, err
 		}
-		if cur != "" && dels[cur] {
-			p.setCurrent, p.current = true, ""
+		if cur != "" && p.deletes(cur) {
+			out.setCurrent, out.current = true, ""
 		}
 	}
-	return p, nil
+	return out, nil
+}
+
+// puts reports whether p puts uid.
+func (p prepared) puts(uid string) bool {
+	i := sort.Search(len(p.put), func(i int) bool { return p.put[i].UID >= uid })
+	return i < len(p.put) && p.put[i].UID == uid
+}
+
+// deletes reports whether p deletes uid.
+func (p prepared) deletes(uid string) bool {
+	i := sort.SearchStrings(p.del, uid)
+	return i < len(p.del) && p.del[i] == uid
 }
 
 // cloneRecord deep-copies r and drops the monotonic clock reading of its

@@ -1,0 +1,261 @@
+package persistence
+
+import (
+	"context"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// applyReq is one Apply waiting for the committer: its change prepared
+// and its records encoded by the caller, so that the committer, which is
+// serial, only checks the change against the state and writes it.
+type applyReq struct {
+	ctx    context.Context
+	change prepared
+	values [][]byte   // change.put encoded, in order
+	err    error      // the answer, set by the committer
+	done   chan error // capacity 1: the committer sends the answer once
+}
+
+// newApplyReq prepares ch and encodes its records. An error means ch is
+// invalid on its own (ErrInvalidChange): nothing is queued.
+func newApplyReq(ctx context.Context, ch Change) (*applyReq, error) {
+	pr, err := prepare(ch)
+	if err != nil {
+		return nil, err
+	}
+	values := make([][]byte, len(pr.put))
+	for i, r := range pr.put {
+		if values[i], err = encodeRecord(r); err != nil {
+			return nil, err
+		}
+	}
+	return &applyReq{ctx: ctx, change: pr, values: values, done: make(chan error, 1)}, nil
+}
+
+// committer is a BadgerStore's group commit: a single goroutine that takes
+// every Apply queued while the previous transaction was syncing and
+// applies them, in the order they were queued, in one badger transaction
+// (SyncWrites: one WAL fsync). Each caller is answered only after that
+// transaction is durable; when the commit fails, every caller in the batch
+// gets the error and nothing of the batch is written. Changes acknowledged
+// before are untouched: they were committed by earlier transactions.
+//
+// A request's plan is made inside the batch's transaction, so it sees the
+// changes queued before it (a Put then a SetCurrent of the same UID, two
+// Puts of one UID: the later wins), exactly as if the Applies had run one
+// after another.
+type committer struct {
+	db *badger.DB
+	// commit commits the batch's transaction (txn.Commit); a field so
+	// tests can make a commit fail.
+	commit func(*badger.Txn) error
+	// maxSize and maxCount bound a batch below badger's transaction limits
+	// (ErrTxnTooBig), estimated as badger does.
+	maxSize, maxCount int64
+	threshold         int64 // badger's value threshold (values at or above it go to the value log)
+	// onQueue, when set (tests only, before the first Apply), is called
+	// by apply after it queued its request, with the queue's length.
+	onQueue func(queued int)
+
+	mu    sync.Mutex
+	queue []*applyReq   // queued, not yet taken by the committer
+	wake  chan struct{} // capacity 1: the queue became non-empty (a stale token is harmless)
+	quit  chan struct{} // closed by stop
+	done  chan struct{} // closed when run returns
+}
+
+func newCommitter(db *badger.DB, valueThreshold int64) *committer {
+	return &committer{
+		db:        db,
+		commit:    (*badger.Txn).Commit,
+		maxSize:   db.MaxBatchSize(),
+		maxCount:  db.MaxBatchCount(),
+		threshold: valueThreshold,
+		wake:      make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+}
+
+// apply queues r and waits for the committer's answer. The caller holds
+// the store's read lock, so stop cannot run until this returns.
+func (c *committer) apply(r *applyReq) error {
+	c.mu.Lock()
+	c.queue = append(c.queue, r)
+	queued := len(c.queue)
+	c.mu.Unlock()
+	if c.onQueue != nil {
+		c.onQueue(queued)
+	}
+	if queued == 1 {
+		select {
+		case c.wake <- struct{}{}:
+		default: // a token is already there
+		}
+	}
+	return <-r.done
+}
+
+// start runs the committer goroutine; stop ends it.
+func (c *committer) start() { go c.run() }
+
+// stop ends the committer and waits for it. The store calls it from Close
+// with its write lock held: no Apply is in flight, the queue is empty.
+func (c *committer) stop() {
+	close(c.quit)
+	<-c.done
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	var batch []*applyReq // taken from the queue, not yet answered
+	for {
+		if len(batch) == 0 {
+			select {
+			case <-c.wake:
+			case <-c.quit:
+				return
+			}
+		}
+		c.mu.Lock()
+		batch = append(batch, c.queue...)
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.mu.Unlock()
+		n := c.commitBatch(batch)
+		rest := copy(batch, batch[n:])
+		clear(batch[rest:])
+		batch = batch[:rest]
+	}
+}
+
+// commitBatch commits the longest prefix of reqs that fits in one badger
+// transaction, answers every request of that prefix and returns its length
+// (at least 1 when reqs is not empty). Requests after it stay queued, in
+// order, for the next transaction.
+func (c *committer) commitBatch(reqs []*applyReq) int {
+	limit := len(reqs)
+	for {
+		n, ok := c.tryBatch(reqs[:limit])
+		if ok {
+			return n
+		}
+		// Request n failed to write after others had: its partial writes
+		// are in the transaction, which was discarded. Commit those before
+		// it without it; it comes first in the next batch, alone.
+		limit = n
+	}
+}
+
+// tryBatch plans and writes reqs in order into one transaction until the
+// next request would not fit, commits, answers the requests it took and
+// returns how many (ok). If a request's writes fail after others were
+// written, it discards everything, answers nobody and returns that
+// request's index (not ok).
+func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
+	txn := c.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	var size, count int64 // badger's estimate of txn, as in Txn.checkSize
+	for n = 0; n < len(reqs); n++ {
+		r := reqs[n]
+		r.err = r.ctx.Err()
+		if r.err != nil {
+			continue
+		}
+		var es []entry
+		es, r.err = entries(txn, r)
+		if r.err != nil {
+			continue
+		}
+		s, k := c.estimate(es)
+		if count > 0 && (size+s >= c.maxSize || count+k >= c.maxCount) {
+			break
+		}
+		if err := writeEntries(txn, es); err != nil {
+			if count > 0 {
+				return n, false
+			}
+			// Alone in the transaction: this request alone fails. Start
+			// a clean transaction for the ones after it (the plans of those
+			// before it failed and wrote nothing).
+			r.err = err
+			txn.Discard()
+			txn = c.db.NewTransaction(true)
+			continue
+		}
+		size, count = size+s, count+k
+	}
+	if count > 0 {
+		if err := c.commit(txn); err != nil {
+			for _, r := range reqs[:n] {
+				r.err = err
+			}
+		}
+	}
+	for _, r := range reqs[:n] {
+		r.done <- r.err
+	}
+	return n, true
+}
+
+// entry is one badger write: a Set, or a Delete when del.
+type entry struct {
+	key, value []byte
+	del        bool
+}
+
+// entries checks r's change against the state txn sees (the store plus
+// the batch so far) and returns its writes.
+func entries(txn *badger.Txn, r *applyReq) ([]entry, error) {
+	p, err := r.change.resolve(badgerView{txn})
+	if err != nil {
+		return nil, err
+	}
+	es := make([]entry, 0, len(p.del)+len(p.put)+1)
+	for _, uid := range p.del {
+		es = append(es, entry{key: recKey(uid), del: true})
+	}
+	for i, rec := range p.put {
+		es = append(es, entry{key: recKey(rec.UID), value: r.values[i]})
+	}
+	switch {
+	case !p.setCurrent:
+	case p.current == "":
+		es = append(es, entry{key: []byte(currentKey), del: true})
+	default:
+		es = append(es, entry{key: []byte(currentKey), value: encodeCurrent(p.current)})
+	}
+	return es, nil
+}
+
+// estimate is badger's size and count estimate of es (Txn.checkSize,
+// Entry.estimateSizeAndSetThreshold).
+func (c *committer) estimate(es []entry) (size, count int64) {
+	for _, e := range es {
+		k, v := int64(len(e.key)), int64(len(e.value))
+		if v < c.threshold {
+			size += k + v + 2
+		} else {
+			size += k + 12 + 2
+		}
+		size += 10
+	}
+	return size, int64(len(es))
+}
+
+func writeEntries(txn *badger.Txn, es []entry) error {
+	for _, e := range es {
+		var err error
+		if e.del {
+			err = txn.Delete(e.key)
+		} else {
+			err = txn.Set(e.key, e.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
