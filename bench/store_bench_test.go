@@ -258,7 +258,7 @@ func BenchmarkStoreOpenLoad(b *testing.B) {
 func installTimes(recs []messages.AuthRecord) (maxPage, whole float64) {
 	type account struct {
 		rec messages.AuthRecord
-		gen uint64
+		gen uint64 // the session generation the actor keeps beside each record
 	}
 	m := make(map[string]*account)
 	for p := recs; len(p) > 0; {
@@ -266,14 +266,14 @@ func installTimes(recs []messages.AuthRecord) (maxPage, whole float64) {
 		p = p[len(page):]
 		start := time.Now()
 		for _, r := range page {
-			m[r.UID] = &account{rec: r.Clone()}
+			m[r.UID] = &account{rec: r.Clone(), gen: 1}
 		}
 		maxPage = max(maxPage, float64(time.Since(start).Microseconds()))
 	}
 	m = make(map[string]*account)
 	start := time.Now()
 	for _, r := range recs {
-		m[r.UID] = &account{rec: r.Clone()}
+		m[r.UID] = &account{rec: r.Clone(), gen: 1}
 	}
 	return maxPage, float64(time.Since(start).Microseconds())
 }
