@@ -445,13 +445,12 @@ func (t *tour) guard(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if _, err := t.p.Get(ctx, "/me"); !errors.Is(err, pigeon.ErrNoAuth) {
-		var se *pigeon.StatusError
-		if !errors.As(err, &se) || se.Response.StatusCode != http.StatusUnauthorized {
-			return fmt.Errorf("GET /me after logout: %v", err)
-		}
-		t.say("GET /me after logout → %d (no bearer is sent without an account)", se.Response.StatusCode)
+	_, err = t.p.Get(ctx, "/me")
+	var se *pigeon.StatusError
+	if !errors.Is(err, pigeon.ErrNoAuth) || !errors.As(err, &se) || se.Response.StatusCode != http.StatusUnauthorized {
+		return fmt.Errorf("GET /me after logout: %v, want the server's 401 matching ErrNoAuth", err)
 	}
+	t.say("GET /me after logout → %d, matching ErrNoAuth (no bearer is sent without an account)", se.Response.StatusCode)
 	// Sign alice in again: the guard passes, the login route is discarded,
 	// and continue takes her back where she was.
 	login, err := pigeon.PostJSON[tokensAnswer](ctx, t.p, "/auth/login", map[string]string{"email": "alice@example.com", "password": "correct horse"})
