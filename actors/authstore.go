@@ -418,18 +418,24 @@ func (a *authStore) remove(c actor.Context, sender *actor.PID, m *messages.Remov
 	a.removeAccount(c, sender, m.UID)
 }
 
-// removeAccount deletes a stored account's tokens (clearing "current" if it
-// is) and ends its session as a logout.
+// removeAccount deletes a stored account's tokens and ends its session as
+// a logout.
 func (a *authStore) removeAccount(c actor.Context, sender *actor.PID, uid string) {
+	a.write(c, sender, a.removal(uid), func() any {
+		a.endLocal(c, uid, messages.EndLoggedOut)
+		return &messages.LoggedOut{UID: uid}
+	})
+}
+
+// removal is the change that deletes uid's record, clearing "current" if
+// it is the current account.
+func (a *authStore) removal(uid string) persistence.Change {
 	ch := persistence.Change{Delete: []string{uid}}
 	if a.current == uid {
 		none := ""
 		ch.SetCurrent = &none
 	}
-	a.write(c, sender, ch, func() any {
-		a.endLocal(c, uid, messages.EndLoggedOut)
-		return &messages.LoggedOut{UID: uid}
-	})
+	return ch
 }
 
 func (a *authStore) updateTokens(c actor.Context, sender *actor.PID, m *messages.UpdateTokens) {
@@ -478,16 +484,11 @@ func (a *authStore) endSession(c actor.Context, sender *actor.PID, m *messages.E
 		a.reply(c, sender, &messages.SessionEnded{})
 		return
 	}
-	ch := persistence.Change{Delete: []string{m.UID}}
-	if a.current == m.UID {
-		none := ""
-		ch.SetCurrent = &none
-	}
 	reason := m.Reason
 	if reason == 0 {
 		reason = messages.EndExpired
 	}
-	a.write(c, sender, ch, func() any {
+	a.write(c, sender, a.removal(m.UID), func() any {
 		a.endLocal(c, m.UID, reason)
 		return &messages.SessionEnded{Ended: true}
 	})
