@@ -24,7 +24,6 @@ func uids(t *testing.T, ctx context.Context, p *pigeon.AuthorizedPigeon) []strin
 	return out
 }
 
-
 // Removing an account while its refresh is held: the late result is
 // thrown away, the waiter fails with ErrLoggedOut, and only the other
 // account (if any) remains.
