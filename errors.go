@@ -7,6 +7,7 @@ import (
 	"unicode"
 
 	"github.com/apppigeon/pigeon/messages"
+	"github.com/apppigeon/pigeon/persistence"
 )
 
 // Sentinel errors. They are the same values as package messages defines,
@@ -24,6 +25,20 @@ var (
 	ErrBufferFull           = messages.ErrBufferFull
 	ErrRefreshRejected      = messages.ErrRefreshRejected
 	ErrUnknownAccount       = messages.ErrUnknownAccount
+	// ErrAckTimeout: EmitWithAck got no ack within WithAckTimeout.
+	ErrAckTimeout = messages.ErrAckTimeout
+)
+
+// Store errors from NewAuthorized, the same values as package persistence
+// defines.
+var (
+	// ErrWrongKey: the store was written with another encryption key.
+	ErrWrongKey = persistence.ErrWrongKey
+	// ErrLocked: another client (in this or another process) has the
+	// store directory open.
+	ErrLocked = persistence.ErrLocked
+	// ErrCorrupt: a stored value cannot be decoded.
+	ErrCorrupt = persistence.ErrCorrupt
 )
 
 // StatusError is returned, together with the Response, for every answer
