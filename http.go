@@ -114,12 +114,13 @@ func (h *httpCore) do(ctx context.Context, method, path string, body any, opts [
 		return nil, h.convertErr(ctx, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, h.maxBody+1))
+	data, err := readBody(resp.Body, resp.ContentLength, h.maxBody)
 	if err != nil {
+		var tooLarge *bodyTooLargeError
+		if errors.As(err, &tooLarge) {
+			return nil, err
+		}
 		return nil, h.convertErr(ctx, fmt.Errorf("pigeon: reading response: %w", err))
-	}
-	if int64(len(data)) > h.maxBody {
-		return nil, fmt.Errorf("pigeon: response body exceeds %d bytes (WithMaxResponseBytes)", h.maxBody)
 	}
 	r := &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: data}
 	if r.StatusCode >= 400 {
