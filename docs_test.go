@@ -18,8 +18,16 @@ import (
 // table row must name one, and every area of the guard cases must be listed.
 // go test runs in the package directory, which here is the module root.
 
-// docPages are the behaviour tables, each linked from the README.
-var docPages = []string{"docs/refresh.md", "docs/socket.md", "docs/guards.md"}
+// docPages returns the behaviour tables: every page in docs/, each of
+// which the README must link.
+func docPages(t *testing.T) []string {
+	t.Helper()
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages in docs/ (%v)", err)
+	}
+	return pages
+}
 
 // testName matches a backticked test, fuzz, example or benchmark name,
 // optionally with a subtest path (`TestConformance/alias`).
@@ -81,7 +89,7 @@ func tableRows(text string) map[int]string {
 
 func TestDocs_EveryNamedTestExists(t *testing.T) {
 	funcs := testFuncs(t)
-	for _, page := range docPages {
+	for _, page := range docPages(t) {
 		data, err := os.ReadFile(page)
 		if err != nil {
 			t.Fatal(err)
@@ -152,7 +160,7 @@ func TestDocs_LinkedFromREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, page := range docPages {
+	for _, page := range docPages(t) {
 		if !strings.Contains(string(readme), "("+page+")") {
 			t.Errorf("README.md does not link %s", page)
 		}
