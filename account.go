@@ -134,7 +134,7 @@ func (a *Account) HTTPClient() *http.Client { return a.client }
 // client and other Accounts are untouched.
 func (a *Account) UpdateHeaders(h map[string]string) {
 	updateHeaders(&a.headers, h)
-	if s := a.socket(false); s != nil {
+	if s := a.socket(); s != nil {
 		s.headersChanged()
 	}
 }
@@ -174,17 +174,34 @@ func (a *Account) hold() error {
 	return nil
 }
 
-// socket returns the Account's socket, creating it when create is set;
-// nil when there is none (or the Account is closed).
-func (a *Account) socket(create bool) *socketHolder {
+// socket returns the Account's socket, nil when there is none.
+func (a *Account) socket() *socketHolder {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.sock == nil && create && !a.closed {
+	return a.sock
+}
+
+// openSocket returns the Account's socket, creating it (and registering
+// the Account with its client) on first use; ErrClosed once either is
+// closed.
+func (a *Account) openSocket() (*socketHolder, error) {
+	if err := a.usable(); err != nil {
+		return nil, err
+	}
+	if err := a.hold(); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrClosed
+	}
+	if a.sock == nil {
 		tokens := *a.p.tokens
 		tokens.UID = a.uid
 		a.sock = newSocketHolder(a.p.socketEnvFor(a.uid, a.defaultHeaders, &tokens))
 	}
-	return a.sock
+	return a.sock, nil
 }
 
 func (a *Account) usable() error {
@@ -198,25 +215,21 @@ func (a *Account) usable() error {
 // does, with this account's token (Token "" follows its refreshes). A
 // second Account of the same UID has a socket of its own.
 func (a *Account) SocketInit(ctx context.Context, sp SocketConnectParams) error {
-	if err := a.usable(); err != nil {
+	s, err := a.openSocket()
+	if err != nil {
 		return err
 	}
-	if err := a.hold(); err != nil {
-		return err
-	}
-	return a.socket(true).init(ctx, sp)
+	return s.init(ctx, sp)
 }
 
 // Listen receives events of the Account's socket (see
 // AuthorizedPigeon.Listen).
 func (a *Account) Listen(ctx context.Context, event string) (*Subscription, error) {
-	if err := a.usable(); err != nil {
+	s, err := a.openSocket()
+	if err != nil {
 		return nil, err
 	}
-	if err := a.hold(); err != nil {
-		return nil, err
-	}
-	return a.socket(true).listen(ctx, event)
+	return s.listen(ctx, event)
 }
 
 // Emit sends event on the Account's socket (see AuthorizedPigeon.Emit).
@@ -236,7 +249,7 @@ func (a *Account) emit(ctx context.Context, event string, data any, ack bool) (j
 	if err := a.usable(); err != nil {
 		return nil, err
 	}
-	s := a.socket(false)
+	s := a.socket()
 	if s == nil {
 		return nil, ErrSocketNotInitialized
 	}
@@ -246,7 +259,7 @@ func (a *Account) emit(ctx context.Context, event string, data any, ack bool) (j
 // DisconnectSocket closes the Account's socket (see
 // AuthorizedPigeon.DisconnectSocket). Idempotent.
 func (a *Account) DisconnectSocket() error {
-	if s := a.socket(false); s != nil {
+	if s := a.socket(); s != nil {
 		return s.disconnect()
 	}
 	return nil
@@ -319,7 +332,7 @@ func (a *Account) Close() error {
 
 // ended stops the socket of an Account whose account's session ended.
 func (a *Account) ended() {
-	if s := a.socket(false); s != nil {
+	if s := a.socket(); s != nil {
 		_ = s.disconnect()
 	}
 }
@@ -438,7 +451,7 @@ func (s *accountSet) endedAsync(uid string) {
 // tokenChanged pushes uid's new token to its Accounts' sockets.
 func (s *accountSet) tokenChanged(uid string) {
 	for _, a := range s.of(uid) {
-		if sock := a.socket(false); sock != nil {
+		if sock := a.socket(); sock != nil {
 			sock.tokenChanged()
 		}
 	}

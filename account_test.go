@@ -720,4 +720,67 @@ func TestAccounts_SocketsGetOnlyTheirOwnTokens(t *testing.T) {
 	if _, err := acctB.EmitWithAck(ctx, "message", map[string]string{"text": "B still"}); err != nil {
 		t.Fatalf("B's socket after A's removal: %v", err)
 	}
+	// B's session ends by a refused refresh (not through RemoveAccount):
+	// B's socket is stopped as well.
+	recs, err := e.p.AllAuths(ctx)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("AllAuths: %d, %v", len(recs), err)
+	}
+	e.be.RevokeRefreshToken(string(recs[0].RefreshToken))
+	e.be.ExpireAccessToken(string(recs[0].AccessToken))
+	if _, err := acctB.Get(ctx, "/echo"); !errors.Is(err, pigeon.ErrSessionExpired) {
+		t.Fatalf("B's refused refresh: %v, want ErrSessionExpired", err)
+	}
+	for range subB.C {
+	}
+	if !errors.Is(subB.Err(), pigeon.ErrClosed) {
+		t.Fatalf("B's subscription ended with %v, want ErrClosed", subB.Err())
+	}
+}
+
+// Item 1: an Account's UpdateHeaders goes with that Account's requests
+// only, over the client's default headers and under the request's own.
+func TestAccounts_UpdateHeadersOwnOnly(t *testing.T) {
+	var got sync.Map // bearer -> "X-Tenant|X-App" of its last request
+	e := newEnv(t, envConfig{
+		pigeon: []pigeon.Option{pigeon.WithHeaders(map[string]string{"X-Tenant": "default", "X-App": "gw"})},
+		wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/echo" {
+					got.Store(bearerOf(r), r.Header.Get("X-Tenant")+"|"+r.Header.Get("X-App"))
+				}
+				next.ServeHTTP(w, r)
+			})
+		},
+	})
+	ctx := ctxT(t)
+	cur := e.login("current@example.com")
+	a := acctAdd(t, e, "a@example.com")
+	acct := acctAs(t, e, a.UID)
+	acct.UpdateHeaders(map[string]string{"X-Tenant": "a-tenant"})
+	if _, err := acct.Get(ctx, "/echo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Get(ctx, "/echo"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{a.AccessToken: "a-tenant|gw", cur.AccessToken: "default|gw"}
+	for tok, w := range want {
+		if v, _ := got.Load(tok); v != w {
+			t.Fatalf("headers seen %v, want %q", v, w)
+		}
+	}
+	if _, err := acct.Get(ctx, "/echo", pigeon.WithHeader("X-Tenant", "own")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := got.Load(a.AccessToken); v != "own|gw" {
+		t.Fatalf("request's own header lost: %v", v)
+	}
+	acct.UpdateHeaders(map[string]string{"X-Tenant": ""})
+	if _, err := acct.Get(ctx, "/echo"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := got.Load(a.AccessToken); v != "default|gw" {
+		t.Fatalf("after removing the Account's header: %v", v)
+	}
 }
