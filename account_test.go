@@ -35,6 +35,26 @@ func acctAdd(t *testing.T, e *env, email string) backend.Tokens {
 	return tok
 }
 
+// acctRefuse ends acct's session by a refused refresh: the server revokes
+// its stored refresh token and expires its access token, then a request
+// through acct gets ErrSessionExpired.
+func acctRefuse(t *testing.T, ctx context.Context, e *env, acct *pigeon.Account) {
+	t.Helper()
+	recs, err := e.p.AllAuths(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.UID == acct.UID() {
+			e.be.RevokeRefreshToken(string(r.RefreshToken))
+			e.be.ExpireAccessToken(string(r.AccessToken))
+		}
+	}
+	if _, err := acct.Get(ctx, "/echo"); !errors.Is(err, pigeon.ErrSessionExpired) {
+		t.Fatalf("%s's refused refresh: %v, want ErrSessionExpired", acct.UID(), err)
+	}
+}
+
 // acctAs is e.p.As(uid), failing the test on error; closed at cleanup.
 func acctAs(t *testing.T, e *env, uid string) *pigeon.Account {
 	t.Helper()
@@ -335,15 +355,7 @@ func TestAccounts_SubscribeAccountsAndAccountStatus(t *testing.T) {
 	if err := e.p.RemoveAccount(ctx, b.UID); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := e.p.AllAuths(ctx)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("AllAuths: %d, %v", len(recs), err)
-	}
-	e.be.RevokeRefreshToken(string(recs[0].RefreshToken))
-	e.be.ExpireAccessToken(string(recs[0].AccessToken))
-	if _, err := acctA.Get(ctx, "/echo"); !errors.Is(err, pigeon.ErrSessionExpired) {
-		t.Fatalf("A's refused refresh: %v, want ErrSessionExpired", err)
-	}
+	acctRefuse(t, ctx, e, acctA)
 	a2, err := e.be.IssueTokens(a.UID)
 	if err != nil {
 		t.Fatal(err)
@@ -722,15 +734,7 @@ func TestAccounts_SocketsGetOnlyTheirOwnTokens(t *testing.T) {
 	}
 	// B's session ends by a refused refresh (not through RemoveAccount):
 	// B's socket is stopped as well.
-	recs, err := e.p.AllAuths(ctx)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("AllAuths: %d, %v", len(recs), err)
-	}
-	e.be.RevokeRefreshToken(string(recs[0].RefreshToken))
-	e.be.ExpireAccessToken(string(recs[0].AccessToken))
-	if _, err := acctB.Get(ctx, "/echo"); !errors.Is(err, pigeon.ErrSessionExpired) {
-		t.Fatalf("B's refused refresh: %v, want ErrSessionExpired", err)
-	}
+	acctRefuse(t, ctx, e, acctB)
 	for range subB.C {
 	}
 	if !errors.Is(subB.Err(), pigeon.ErrClosed) {
