@@ -252,7 +252,7 @@ func (a *authStore) install(st persistence.State) {
 	}
 	a.status = a.currentStatus()
 	a.publishSnapshot()
-	a.publishAll()
+	a.publishLoaded(st.Records)
 }
 
 func (a *authStore) newGen() uint64 {
@@ -610,10 +610,15 @@ func (a *authStore) publishSnapshot() {
 	a.cfg.snapshot.Store(&s)
 }
 
-// publishAll publishes every stored account (after a load); they are no
-// news to account streams.
-func (a *authStore) publishAll() {
-	for _, acct := range a.accts {
+// publishLoaded publishes the accounts of loaded records (each once: a
+// load stays linear however it is paged); they are no news to account
+// streams.
+func (a *authStore) publishLoaded(recs []messages.AuthRecord) {
+	for _, r := range recs {
+		acct := a.accts[r.UID]
+		if acct == nil {
+			continue
+		}
 		acct.announced = true
 		if a.cfg.view != nil {
 			a.cfg.view.putAccount(a.snap(acct))
