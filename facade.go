@@ -65,7 +65,7 @@ const (
 	Authenticated   = messages.Authenticated
 )
 
-// SaveAuthParams is a login's result, for SaveNewAuth. Data is any JSON
+// SaveAuthParams is a login's result, for SaveNewAuth and SaveAuth. Data is any JSON
 // value the application keeps with the account (json.RawMessage is stored
 // as is).
 type SaveAuthParams struct {
@@ -90,7 +90,9 @@ type AuthorizedPigeon struct {
 	coordPID   *actor.PID
 	view       *actors.TokenView
 	tokens     *actors.TokenClient
+	rt         *transport.Transport // the authorized transport of http
 	http       *httpCore
+	verbs      // Get, Post, Put, Patch, Delete over http
 	refresh    *RefreshClient
 	base       http.RoundTripper
 	ownBase    bool
@@ -103,6 +105,8 @@ type AuthorizedPigeon struct {
 	unsubs ctxUnsubscribers // SubscribeAuth streams bound to their ctx
 
 	sock *socketHolder
+
+	accounts accountSet // the Accounts (As) holding sockets or streams
 }
 
 var _ AppPigeon = (*AuthorizedPigeon)(nil)
@@ -140,7 +144,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 
 	root := p.system.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider))
 	p.storePID = root.SpawnPrefix(actors.NewAuthStoreProps(store,
-		actors.WithSnapshot(p.view.Snapshot()), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
+		actors.WithView(p.view), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
 	ropts := []actors.RefreshOption{actors.WithRefreshLogger(cfg.logger), actors.WithRefreshClock(cfg.now),
 		actors.WithOnRefreshed(p.onRefreshed), actors.WithRefreshWindows(cfg.refreshAhead, 0)}
 	if cfg.refreshTimeout > 0 {
@@ -149,7 +153,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
-	p.http = &httpCore{client: newClient(cfg, &transport.Transport{
+	p.rt = &transport.Transport{
 		Base:          plain,
 		Tokens:        p.tokens,
 		ShouldRefresh: refresher.ShouldRefresh,
@@ -157,8 +161,14 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 		Hosts:         authHosts(cfg),
 		AllowInsecure: cfg.allowInsecure,
 		Life:          p.life,
-	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
+	}
+	p.http = &httpCore{client: newClient(cfg, p.rt), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
+	p.verbs = verbs{p.http}
 	p.sock = newSocketHolder(p.socketEnv())
+	if err := p.accounts.start(p); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
 
 	// Wait until the store has loaded, so the first request sees the
 	// stored account.
@@ -208,9 +218,10 @@ func (p *AuthorizedPigeon) refreshFunc(m RefreshTokenManager) actors.RefreshFunc
 }
 
 // refusedCause says why a 401 was beyond pigeon's control: no account was
-// signed in, so the request went without a bearer.
-func (p *AuthorizedPigeon) refusedCause() error {
-	if p.view.Current() == nil {
+// signed in, so the request went without a bearer. A request for a named
+// account (ContextWithAccount) always carried one.
+func (p *AuthorizedPigeon) refusedCause(ctx context.Context) error {
+	if messages.AccountFromContext(ctx) == "" && p.view.Current() == nil {
 		return ErrNoAuth
 	}
 	return nil
@@ -248,33 +259,11 @@ func updateHeaders(ptr *atomic.Pointer[http.Header], h map[string]string) {
 
 // HTTPClient returns an *http.Client with the same auth, refresh, replay,
 // default headers and middleware, for use by any other SDK. It stays valid
-// until Close; after Close its requests fail with ErrClosed.
+// until Close; after Close its requests fail with ErrClosed. A request
+// whose context names an account (ContextWithAccount) is sent as that
+// account, so one client serves every user; other requests are sent as the
+// current account.
 func (p *AuthorizedPigeon) HTTPClient() *http.Client { return p.http.client }
-
-// Get sends a GET to path (resolved against WithBaseURL).
-func (p *AuthorizedPigeon) Get(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
-	return p.http.do(ctx, http.MethodGet, path, nil, opts)
-}
-
-// Post sends body (JSON unless []byte, string, url.Values or io.Reader).
-func (p *AuthorizedPigeon) Post(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
-	return p.http.do(ctx, http.MethodPost, path, body, opts)
-}
-
-// Put sends body like Post.
-func (p *AuthorizedPigeon) Put(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
-	return p.http.do(ctx, http.MethodPut, path, body, opts)
-}
-
-// Patch sends body like Post.
-func (p *AuthorizedPigeon) Patch(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
-	return p.http.do(ctx, http.MethodPatch, path, body, opts)
-}
-
-// Delete sends a DELETE.
-func (p *AuthorizedPigeon) Delete(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
-	return p.http.do(ctx, http.MethodDelete, path, nil, opts)
-}
 
 func (p *AuthorizedPigeon) ask(ctx context.Context, msg any) (any, error) {
 	return askAs[any](ctx, p, msg)
@@ -297,8 +286,22 @@ func askAs[T any](ctx context.Context, p *AuthorizedPigeon, msg any) (T, error) 
 // SaveNewAuth stores a login's tokens (one synced write) and makes the
 // account current.
 func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) error {
+	return p.saveAuth(ctx, "SaveNewAuth", a, true)
+}
+
+// SaveAuth stores a login's tokens (one synced write) without switching:
+// the current account, its requests and the SubscribeAuth stream are left
+// alone. A new account starts its session (SubscribeAccounts sees it
+// Authenticated) and is ready for As and ContextWithAccount as soon as
+// SaveAuth returns; saving an account already stored replaces its tokens
+// within its session (its sockets get them).
+func (p *AuthorizedPigeon) SaveAuth(ctx context.Context, a SaveAuthParams) error {
+	return p.saveAuth(ctx, "SaveAuth", a, false)
+}
+
+func (p *AuthorizedPigeon) saveAuth(ctx context.Context, op string, a SaveAuthParams, makeCurrent bool) error {
 	if a.UID == "" || a.AccessToken == "" {
-		return errors.New("pigeon: SaveNewAuth needs UID and AccessToken")
+		return fmt.Errorf("pigeon: %s needs UID and AccessToken", op)
 	}
 	rec := AuthRecord{UID: a.UID, AccessToken: Secret(a.AccessToken), RefreshToken: Secret(a.RefreshToken), ExpiresAt: a.ExpiresAt, IssuedAt: p.cfg.now()}
 	if a.Data != nil {
@@ -308,14 +311,14 @@ func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) er
 		default:
 			b, err := json.Marshal(d)
 			if err != nil {
-				return fmt.Errorf("pigeon: SaveNewAuth: encoding Data: %w", err)
+				return fmt.Errorf("pigeon: %s: encoding Data: %w", op, err)
 			}
 			rec.Data = b
 		}
 	}
-	_, err := p.ask(ctx, &messages.SaveAuth{Record: rec, MakeCurrent: true})
+	saved, err := askAs[*messages.SavedAuth](ctx, p, &messages.SaveAuth{Record: rec, MakeCurrent: makeCurrent})
 	if err == nil {
-		p.sock.tokenChanged()
+		p.tokenChanged(saved.Snapshot.UID)
 	}
 	return err
 }
@@ -358,14 +361,21 @@ func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error 
 // that session still waiting fail with ErrLoggedOut, and the socket, which
 // spoke for it, is disconnected. Removing another account leaves the
 // current one and its socket alone.
+//
+// The Accounts (As) of uid are stopped speaking for it: their sockets are
+// disconnected before RemoveAccount returns and their requests fail with
+// ErrUnknownAccount (those waiting for a refresh of the removed session
+// with ErrLoggedOut).
 func (p *AuthorizedPigeon) RemoveAccount(ctx context.Context, uid string) error {
-	cur := p.view.Current()
-	wasCurrent := cur != nil && cur.UID == uid
-	_, err := askAs[*messages.LoggedOut](ctx, p, &messages.RemoveAccount{UID: uid})
-	if err == nil && wasCurrent {
+	r, err := askAs[*messages.LoggedOut](ctx, p, &messages.RemoveAccount{UID: uid})
+	if err != nil {
+		return err
+	}
+	if r.WasCurrent {
 		_ = p.sock.disconnect()
 	}
-	return err
+	p.accounts.ended(uid)
+	return nil
 }
 
 // LogOut removes the current account's tokens; there is no current account
@@ -418,6 +428,7 @@ func (p *AuthorizedPigeon) close() error {
 	p.lifeCancel(ErrClosed)
 	var errs []error
 	p.sock.close()
+	p.accounts.close()
 	p.unsubs.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -440,10 +451,15 @@ func (p *AuthorizedPigeon) close() error {
 	return errors.Join(errs...)
 }
 
-func (p *AuthorizedPigeon) onRefreshed(s messages.TokenSnapshot) {
-	if cur := p.view.Current(); cur != nil && cur.UID == s.UID {
+func (p *AuthorizedPigeon) onRefreshed(s messages.TokenSnapshot) { p.tokenChanged(s.UID) }
+
+// tokenChanged pushes uid's new token to the sockets speaking for it: the
+// client's socket when uid is current, and uid's Accounts' sockets.
+func (p *AuthorizedPigeon) tokenChanged(uid string) {
+	if cur := p.view.Current(); cur != nil && cur.UID == uid {
 		p.sock.tokenChanged()
 	}
+	p.accounts.tokenChanged(uid)
 }
 
 // noTokens is the TokenSource of the plain (refresh) client: no bearer.

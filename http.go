@@ -21,9 +21,10 @@ type httpCore struct {
 	baseURL *url.URL
 	maxBody int64
 	life    context.Context
-	// refusedCause, when set, says why a 401 was beyond pigeon's control
-	// (ErrNoAuth: no account was signed in); nil otherwise.
-	refusedCause func() error
+	// refusedCause, when set, says why a 401 to a request made with ctx
+	// was beyond pigeon's control (ErrNoAuth: no account was signed in);
+	// nil otherwise.
+	refusedCause func(ctx context.Context) error
 }
 
 func (h *httpCore) resolve(path string) (*url.URL, error) {
@@ -126,7 +127,7 @@ func (h *httpCore) do(ctx context.Context, method, path string, body any, opts [
 	if r.StatusCode >= 400 {
 		se := newStatusError(req, r)
 		if r.StatusCode == http.StatusUnauthorized && h.refusedCause != nil {
-			se.Err = h.refusedCause()
+			se.Err = h.refusedCause(ctx)
 		}
 		return r, se
 	}
@@ -196,6 +197,36 @@ func authHosts(c *config) []string {
 		hosts = append(hosts, c.baseURL.Host)
 	}
 	return hosts
+}
+
+// verbs are a client's HTTP verbs over its httpCore: relative paths
+// resolve against WithBaseURL, bodies are encoded as Post says, statuses
+// of 400 and above come back as a *StatusError with the Response.
+type verbs struct{ core *httpCore }
+
+// Get sends a GET to path (resolved against WithBaseURL).
+func (v verbs) Get(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
+	return v.core.do(ctx, http.MethodGet, path, nil, opts)
+}
+
+// Post sends body (JSON unless []byte, string, url.Values or io.Reader).
+func (v verbs) Post(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return v.core.do(ctx, http.MethodPost, path, body, opts)
+}
+
+// Put sends body like Post.
+func (v verbs) Put(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return v.core.do(ctx, http.MethodPut, path, body, opts)
+}
+
+// Patch sends body like Post.
+func (v verbs) Patch(ctx context.Context, path string, body any, opts ...RequestOption) (*Response, error) {
+	return v.core.do(ctx, http.MethodPatch, path, body, opts)
+}
+
+// Delete sends a DELETE.
+func (v verbs) Delete(ctx context.Context, path string, opts ...RequestOption) (*Response, error) {
+	return v.core.do(ctx, http.MethodDelete, path, nil, opts)
 }
 
 // GetJSON performs a GET with p and decodes the JSON answer into a T.

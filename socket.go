@@ -196,6 +196,9 @@ type socketEnv struct {
 	// current returns the headers as they are now, without waiting (for
 	// live updates).
 	current func() http.Header
+	// uid is the account the socket speaks for; "" follows the current
+	// account.
+	uid string
 }
 
 // socketPolicy is the bearer rule of c's HTTP Transport, for sockets.
@@ -512,32 +515,42 @@ func (h *socketHolder) close() {
 }
 
 func (p *AuthorizedPigeon) socketEnv() socketEnv {
+	return p.socketEnvFor("", p.defaultHeaders, p.tokens)
+}
+
+// socketEnvFor is the socket of account uid ("" = the current one), with
+// defaults for its default headers and tokens for its token (bound to uid).
+func (p *AuthorizedPigeon) socketEnvFor(uid string, defaults func() http.Header, tokens *actors.TokenClient) socketEnv {
+	snap := p.view.Current
+	if uid != "" {
+		snap = func() *messages.TokenSnapshot { return p.view.Account(uid) }
+	}
 	return socketEnv{
 		system: func() *actor.ActorSystem { return p.system }, logger: p.log, cfg: p.cfg.socket,
-		policy: socketPolicy(p.cfg), authorized: true,
+		policy: socketPolicy(p.cfg), authorized: true, uid: uid,
 		current: func() http.Header {
-			hdr := p.defaultHeaders().Clone()
+			hdr := defaults().Clone()
 			if hdr == nil {
 				hdr = http.Header{}
 			}
-			if s := p.view.Current(); s != nil {
+			if s := snap(); s != nil {
 				hdr.Set("Authorization", "Bearer "+string(s.AccessToken))
 			}
 			return hdr
 		},
 		headers: func(ctx context.Context, rejected http.Header) (http.Header, error) {
-			hdr := p.defaultHeaders().Clone()
+			hdr := defaults().Clone()
 			if hdr == nil {
 				hdr = http.Header{}
 			}
-			s, err := p.tokens.Token(ctx)
+			s, err := tokens.Token(ctx)
 			if err != nil {
 				return nil, err
 			}
 			if s != nil && rejected != nil && rejected.Get("Authorization") == "Bearer "+string(s.AccessToken) {
 				// The server refused the token we hold: refresh it (one
 				// flight shared with HTTP callers).
-				if s, err = p.tokens.Unauthorized(ctx, s); err != nil {
+				if s, err = tokens.Unauthorized(ctx, s); err != nil {
 					return nil, err
 				}
 			}

@@ -29,6 +29,7 @@ func (f authStoreOptionFunc) applyAuthStore(c *authStoreConfig) { f(c) }
 type authStoreConfig struct {
 	store    persistence.Store
 	snapshot *atomic.Pointer[messages.TokenSnapshot]
+	view     *TokenView
 	logger   *zap.Logger
 	now      func() time.Time
 }
@@ -39,6 +40,20 @@ type authStoreConfig struct {
 // acknowledged save. Zero value (option not given): nothing is published.
 func WithSnapshot(p *atomic.Pointer[messages.TokenSnapshot]) AuthStoreOption {
 	return authStoreOptionFunc(func(c *authStoreConfig) { c.snapshot = p })
+}
+
+// WithView makes the store publish into v, before it acknowledges any
+// change: the current account's snapshot (as WithSnapshot(v.Snapshot()))
+// and every stored account's (TokenView.Account), so requests of any
+// account read their token without a round trip. Zero value: nothing is
+// published into a view.
+func WithView(v *TokenView) AuthStoreOption {
+	return authStoreOptionFunc(func(c *authStoreConfig) {
+		c.view = v
+		if v != nil {
+			c.snapshot = v.Snapshot()
+		}
+	})
 }
 
 // WithAuthStoreLogger sets the logger. Zero value: zap.NewNop().
@@ -83,6 +98,8 @@ type account struct {
 	rec messages.AuthRecord
 	gen uint64
 	ver uint64
+	// announced: its session start was published to account streams.
+	announced bool
 }
 
 type genKey struct {
@@ -94,6 +111,8 @@ type authSub struct {
 	pid    *actor.PID
 	tokens bool
 	ch     chan messages.AuthStatus
+	uid    string                      // one account's stream (ch), else ""
+	all    chan messages.AccountStatus // the all-accounts stream
 }
 
 type stashed struct {
@@ -121,9 +140,12 @@ type authStore struct {
 	nextGen uint64
 	ended   map[genKey]messages.EndReason
 	endedQ  []genKey
-	subs    map[uint64]*authSub
-	nextSub uint64
-	status  messages.AuthStatus
+	subs    map[uint64]*authSub // current-account subscribers
+	// acctSubs are the account streams: one account's (SubscribeAuth
+	// with UID) or all accounts' (SubscribeAccounts).
+	acctSubs map[uint64]*authSub
+	nextSub  uint64
+	status   messages.AuthStatus
 
 	busy    bool       // a load or write is in flight
 	pending *pendingOp // the write in flight
@@ -177,6 +199,7 @@ func (a *authStore) start(c actor.Context) {
 	a.accts = map[string]*account{}
 	a.ended = map[genKey]messages.EndReason{}
 	a.subs = map[uint64]*authSub{}
+	a.acctSubs = map[uint64]*authSub{}
 	// Generations are unique across restarts of the actor: a restart must
 	// not make an old session look live again.
 	a.nextGen = uint64(a.cfg.now().UnixNano())
@@ -211,8 +234,12 @@ func (a *authStore) release(c actor.Context, why error) {
 		}
 		delete(a.subs, id)
 	}
+	a.closeAccountSubs()
 	if a.cfg.snapshot != nil {
 		a.cfg.snapshot.Store(nil)
+	}
+	if a.cfg.view != nil {
+		a.cfg.view.clear()
 	}
 }
 
@@ -225,6 +252,7 @@ func (a *authStore) install(st persistence.State) {
 	}
 	a.status = a.currentStatus()
 	a.publishSnapshot()
+	a.publishLoaded(st.Records)
 }
 
 func (a *authStore) newGen() uint64 {
@@ -291,6 +319,8 @@ func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
 		a.reply(c, sender, &messages.SessionState{Reason: a.endReason(m.UID, m.Generation)})
 	case *messages.SubscribeAuth:
 		a.subscribe(c, sender, m)
+	case *messages.SubscribeAccounts:
+		a.subscribeAccounts(c, sender, m)
 	case *messages.UnsubscribeAuth:
 		if s := a.subs[m.ID]; s != nil {
 			if s.ch != nil {
@@ -298,6 +328,7 @@ func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
 			}
 			delete(a.subs, m.ID)
 		}
+		a.unsubscribeAccount(m.ID)
 		a.reply(c, sender, &messages.Unsubscribed{})
 	case *messages.SaveAuth:
 		a.save(c, sender, m)
@@ -330,7 +361,7 @@ func isAuthWrite(msg any) bool {
 func isAuthRequest(msg any) bool {
 	switch msg.(type) {
 	case *messages.GetCurrentAuth, *messages.GetAuth, *messages.ListAuths, *messages.SessionEndReason,
-		*messages.SubscribeAuth, *messages.UnsubscribeAuth:
+		*messages.SubscribeAuth, *messages.SubscribeAccounts, *messages.UnsubscribeAuth:
 		return true
 	}
 	return isAuthWrite(msg)
@@ -422,8 +453,9 @@ func (a *authStore) remove(c actor.Context, sender *actor.PID, m *messages.Remov
 // a logout.
 func (a *authStore) removeAccount(c actor.Context, sender *actor.PID, uid string) {
 	a.write(c, sender, a.removal(uid), func() any {
+		was := a.current == uid
 		a.endLocal(c, uid, messages.EndLoggedOut)
-		return &messages.LoggedOut{UID: uid}
+		return &messages.LoggedOut{UID: uid, WasCurrent: was}
 	})
 }
 
@@ -520,6 +552,7 @@ func (a *authStore) endLocal(c actor.Context, uid string, reason messages.EndRea
 		}
 	}
 	a.publishSnapshot()
+	a.accountEnded(c, uid)
 	a.publishStatus(c)
 }
 
@@ -538,6 +571,13 @@ func (a *authStore) changed(c actor.Context, acct *account) {
 		a.publishSnapshot()
 	}
 	snap := a.snap(acct)
+	if a.cfg.view != nil {
+		a.cfg.view.putAccount(snap)
+	}
+	if !acct.announced {
+		acct.announced = true
+		a.announce(c, messages.AccountStatus{UID: snap.UID, State: messages.Authenticated})
+	}
 	for _, s := range a.subs {
 		if s.pid != nil && s.tokens {
 			c.Send(s.pid, &messages.TokensChanged{Snapshot: snap, Current: isCurrent})
@@ -568,6 +608,83 @@ func (a *authStore) publishSnapshot() {
 	}
 	s := a.snap(acct)
 	a.cfg.snapshot.Store(&s)
+}
+
+// publishLoaded publishes the accounts of loaded records (each once: a
+// load stays linear however it is paged); they are no news to account
+// streams.
+func (a *authStore) publishLoaded(recs []messages.AuthRecord) {
+	for _, r := range recs {
+		acct := a.accts[r.UID]
+		if acct == nil {
+			continue
+		}
+		acct.announced = true
+		if a.cfg.view != nil {
+			a.cfg.view.putAccount(a.snap(acct))
+		}
+	}
+}
+
+// accountEnded unpublishes uid after its session ended and tells the
+// account streams.
+func (a *authStore) accountEnded(c actor.Context, uid string) {
+	if a.cfg.view != nil {
+		a.cfg.view.dropAccount(uid)
+	}
+	a.announce(c, messages.AccountStatus{UID: uid, State: messages.Unauthenticated})
+}
+
+// announce gives an account's transition to the account streams.
+func (a *authStore) announce(c actor.Context, st messages.AccountStatus) {
+	for _, s := range a.acctSubs {
+		switch {
+		case s.uid != "":
+			if s.uid == st.UID {
+				offerNewest(s.ch, messages.AuthStatus{State: st.State, UID: st.UID})
+			}
+		case s.pid != nil:
+			c.Send(s.pid, &messages.AccountChanged{Status: st})
+		default:
+			offerNewest(s.all, st)
+		}
+	}
+}
+
+func (a *authStore) subscribeAccounts(c actor.Context, sender *actor.PID, m *messages.SubscribeAccounts) {
+	n := m.Buffer
+	if n <= 0 {
+		n = 1024
+	}
+	a.nextSub++
+	s := &authSub{pid: m.PID}
+	if m.PID == nil {
+		s.all = make(chan messages.AccountStatus, n)
+	}
+	a.acctSubs[a.nextSub] = s
+	a.reply(c, sender, &messages.AccountsSubscription{ID: a.nextSub, C: s.all})
+}
+
+func (a *authStore) unsubscribeAccount(id uint64) {
+	if s := a.acctSubs[id]; s != nil {
+		s.close()
+		delete(a.acctSubs, id)
+	}
+}
+
+func (a *authStore) closeAccountSubs() {
+	for id := range a.acctSubs {
+		a.unsubscribeAccount(id)
+	}
+}
+
+func (s *authSub) close() {
+	if s.ch != nil {
+		close(s.ch)
+	}
+	if s.all != nil {
+		close(s.all)
+	}
 }
 
 func (a *authStore) currentStatus() messages.AuthStatus {
@@ -614,6 +731,26 @@ func offerNewest[T any](ch chan T, v T) {
 }
 
 func (a *authStore) subscribe(c actor.Context, sender *actor.PID, m *messages.SubscribeAuth) {
+	if m.UID != "" {
+		if m.PID != nil {
+			a.reply(c, sender, fail(errors.New("pigeon/actors: SubscribeAuth: UID goes with a channel subscription, not a PID")))
+			return
+		}
+		a.nextSub++
+		n := m.Buffer
+		if n <= 0 {
+			n = 16
+		}
+		s := &authSub{uid: m.UID, ch: make(chan messages.AuthStatus, n)}
+		a.acctSubs[a.nextSub] = s
+		st := messages.AuthStatus{State: messages.Unauthenticated, UID: m.UID}
+		if a.accts[m.UID] != nil {
+			st.State = messages.Authenticated
+		}
+		offerNewest(s.ch, st)
+		a.reply(c, sender, &messages.AuthSubscription{ID: a.nextSub, C: s.ch})
+		return
+	}
 	a.nextSub++
 	s := &authSub{pid: m.PID, tokens: m.Tokens}
 	if m.PID == nil {

@@ -193,7 +193,7 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 		r.known = map[string]messages.TokenSnapshot{}
 		r.ended = map[genKey]messages.EndReason{}
 		r.backoffs = map[string]*backoff{}
-		r.cfg.view.setRefreshing(nil)
+		r.cfg.view.clearFlights()
 		if r.cfg.store != nil {
 			c.Request(r.cfg.store, &messages.SubscribeAuth{PID: c.Self(), Tokens: true})
 		}
@@ -208,7 +208,7 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 	case *messages.TokensChanged:
 		r.tokensChanged(m)
 	case *messages.AcquireToken:
-		r.acquire(c)
+		r.acquire(c, m.UID)
 	case *messages.ReportUnauthorized:
 		r.unauthorized(c, c.Sender(), m.UID, m.Generation, m.Version)
 	case *messages.RefreshAhead:
@@ -240,7 +240,7 @@ func (r *refreshCoordinator) release(c actor.Context, why error) {
 		}
 		delete(r.flights, uid)
 	}
-	r.cfg.view.setRefreshing(nil)
+	r.cfg.view.clearFlights()
 	if r.subID != 0 && r.cfg.store != nil {
 		c.Send(r.cfg.store, &messages.UnsubscribeAuth{ID: r.subID})
 	}
@@ -277,10 +277,15 @@ func (r *refreshCoordinator) rememberEnd(uid string, gen uint64, why messages.En
 	}
 }
 
-func (r *refreshCoordinator) acquire(c actor.Context) {
-	s := r.cfg.view.Current()
-	if s == nil {
-		c.Respond(fail(messages.ErrNoAuth))
+func (r *refreshCoordinator) acquire(c actor.Context, uid string) {
+	var s *messages.TokenSnapshot
+	if uid == "" {
+		if s = r.cfg.view.Current(); s == nil {
+			c.Respond(fail(messages.ErrNoAuth))
+			return
+		}
+	} else if s = r.cfg.view.Account(uid); s == nil {
+		c.Respond(fail(unknownAccount(uid)))
 		return
 	}
 	inHard := func() bool {
@@ -313,7 +318,7 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 		f.waiters = append(f.waiters, sender)
 		if f.ahead {
 			f.ahead = false
-			r.publishFlights()
+			r.cfg.view.setFlight(uid, f.gen)
 		}
 		return
 	}
@@ -355,7 +360,9 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64,
 	r.nextID++
 	f := &flight{id: r.nextID, uid: uid, gen: gen, fromVer: ver, ahead: ahead}
 	r.flights[uid] = f
-	r.publishFlights()
+	if !ahead {
+		r.cfg.view.setFlight(uid, gen)
+	}
 	self, root := c.Self(), c.ActorSystem().Root
 	sys := c.ActorSystem()
 	cfg := r.cfg
@@ -370,23 +377,13 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64,
 	return f
 }
 
-func (r *refreshCoordinator) publishFlights() {
-	m := make(map[string]uint64, len(r.flights))
-	for uid, f := range r.flights {
-		if !f.ahead {
-			m[uid] = f.gen
-		}
-	}
-	r.cfg.view.setRefreshing(m)
-}
-
 func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 	f := r.flights[d.uid]
 	if f == nil || f.id != d.id {
 		return
 	}
 	delete(r.flights, f.uid)
-	r.publishFlights()
+	r.cfg.view.clearFlight(f.uid)
 	if d.calls {
 		r.stats.Started++
 	}

@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -10,42 +12,106 @@ import (
 	"github.com/apppigeon/pigeon/messages"
 )
 
-// TokenView is the immutable state an AuthStore and a RefreshCoordinator
-// publish for the HTTP hot path: the current account's token snapshot and
-// the accounts whose refresh is in flight. Readers never take a lock or make
-// an actor round trip. Safe for concurrent use; its zero value is ready.
+// TokenView is the state an AuthStore and a RefreshCoordinator publish
+// for the HTTP hot path: the current account's token snapshot, every
+// stored account's snapshot (when the store was given WithView) and the
+// accounts whose refresh is in flight. Readers never take a lock or make
+// an actor round trip; a write touches one account, never a copy of all
+// of them. Safe for concurrent use; its zero value is ready.
 type TokenView struct {
-	current    atomic.Pointer[messages.TokenSnapshot]
-	refreshing atomic.Pointer[map[string]uint64] // uid -> generation in flight
-	hinted     atomic.Uint64                     // last Version a RefreshAhead was sent for
+	current atomic.Pointer[messages.TokenSnapshot]
+	// accounts: uid -> *viewEntry, one per stored account.
+	accounts sync.Map
+	// flights: uid -> generation of a refresh requests wait for;
+	// inFlight counts them, so the common case (none) costs one load.
+	flights  sync.Map
+	inFlight atomic.Int64
+	hinted   atomic.Uint64 // RefreshAhead hint for a view without accounts
+}
+
+// viewEntry is one account's published state.
+type viewEntry struct {
+	snap   atomic.Pointer[messages.TokenSnapshot]
+	hinted atomic.Uint64 // last Version a RefreshAhead was sent for
 }
 
 // Current returns the current account's snapshot, nil when signed out.
 func (v *TokenView) Current() *messages.TokenSnapshot { return v.current.Load() }
 
-// Snapshot is the pointer an AuthStore publishes into (WithSnapshot).
+// Snapshot is the pointer an AuthStore publishes the current account
+// into (WithSnapshot).
 func (v *TokenView) Snapshot() *atomic.Pointer[messages.TokenSnapshot] { return &v.current }
 
-// Refreshing reports whether a refresh of uid's session gen is in flight.
-func (v *TokenView) Refreshing(uid string, gen uint64) bool {
-	m := v.refreshing.Load()
-	if m == nil {
-		return false
+// Account returns uid's snapshot, nil when the store does not hold uid
+// (or publishes no accounts: see WithView).
+func (v *TokenView) Account(uid string) *messages.TokenSnapshot {
+	if e := v.entry(uid); e != nil {
+		return e.snap.Load()
 	}
-	g, ok := (*m)[uid]
-	return ok && g == gen
+	return nil
 }
 
-func (v *TokenView) setRefreshing(m map[string]uint64) {
-	if len(m) == 0 {
-		v.refreshing.Store(nil)
+func (v *TokenView) entry(uid string) *viewEntry {
+	e, ok := v.accounts.Load(uid)
+	if !ok {
+		return nil
+	}
+	return e.(*viewEntry)
+}
+
+// putAccount publishes s as its account's snapshot. Only the AuthStore
+// writes accounts, one at a time.
+func (v *TokenView) putAccount(s messages.TokenSnapshot) {
+	e := v.entry(s.UID)
+	if e == nil || e.snap.Load().Generation != s.Generation {
+		// A new session starts with a fresh refresh-ahead hint.
+		e = &viewEntry{}
+		e.snap.Store(&s)
+		v.accounts.Store(s.UID, e)
 		return
 	}
-	cp := make(map[string]uint64, len(m))
-	for k, g := range m {
-		cp[k] = g
+	e.snap.Store(&s)
+}
+
+// dropAccount forgets uid's snapshot (its session ended).
+func (v *TokenView) dropAccount(uid string) { v.accounts.Delete(uid) }
+
+// clear forgets every account and the current one.
+func (v *TokenView) clear() {
+	v.current.Store(nil)
+	v.accounts.Clear()
+}
+
+// Refreshing reports whether requests of uid's session gen must wait for
+// a refresh in flight.
+func (v *TokenView) Refreshing(uid string, gen uint64) bool {
+	if v.inFlight.Load() == 0 {
+		return false
 	}
-	v.refreshing.Store(&cp)
+	g, ok := v.flights.Load(uid)
+	return ok && g.(uint64) == gen
+}
+
+// setFlight marks uid's session gen as refreshing (the coordinator only).
+func (v *TokenView) setFlight(uid string, gen uint64) {
+	if _, loaded := v.flights.Swap(uid, gen); !loaded {
+		v.inFlight.Add(1)
+	}
+}
+
+// clearFlight unmarks uid (the coordinator only).
+func (v *TokenView) clearFlight(uid string) {
+	if _, loaded := v.flights.LoadAndDelete(uid); loaded {
+		v.inFlight.Add(-1)
+	}
+}
+
+// clearFlights unmarks every account (the coordinator only).
+func (v *TokenView) clearFlights() {
+	v.flights.Range(func(k, _ any) bool {
+		v.clearFlight(k.(string))
+		return true
+	})
 }
 
 // Default refresh windows (TokenClient.Ahead/Hard and WithRefreshWindows
@@ -83,11 +149,16 @@ func Windows(issued, exp time.Time, ahead, hard time.Duration) (time.Duration, t
 // TokenClient is the synchronous face of an AuthStore and a
 // RefreshCoordinator for one HTTP client: the token to send a request with
 // (no actor round trip unless a refresh is due or in flight) and the
-// handling of a refused token. Safe for concurrent use.
+// handling of a refused token. The account is UID when set, else the one
+// the request's context names (messages.ContextWithAccount), else the
+// current one. Safe for concurrent use.
 type TokenClient struct {
 	System      *actor.ActorSystem
 	Coordinator *actor.PID
 	View        *TokenView
+	// UID binds the client to one account. Zero value: the context's
+	// account, or the current one.
+	UID string
 	// Now is the clock. Zero value: time.Now.
 	Now func() time.Time
 	// Ahead is the refresh-ahead window. Zero value: 60s.
@@ -104,35 +175,66 @@ func (t *TokenClient) now() time.Time {
 	return time.Now()
 }
 
-// Token returns the snapshot to send a request with, nil when signed out.
-// It waits (with ctx) only when a refresh of that session is in flight or
-// the token is inside its last seconds; inside the refresh-ahead window it
-// starts one background refresh and returns the still-valid token.
+// Token returns the snapshot to send a request with, nil when signed out
+// (current account). A named account the store does not hold is an error
+// matching messages.ErrUnknownAccount. It waits (with ctx) only when a
+// refresh of that session is in flight or the token is inside its last
+// seconds; inside the refresh-ahead window it starts one background
+// refresh and returns the still-valid token.
 func (t *TokenClient) Token(ctx context.Context) (*messages.TokenSnapshot, error) {
-	s := t.View.Current()
-	if s == nil {
-		return nil, nil
+	uid := t.UID
+	if uid == "" {
+		uid = messages.AccountFromContext(ctx)
+	}
+	var s *messages.TokenSnapshot
+	var e *viewEntry
+	if uid == "" {
+		if s = t.View.Current(); s == nil {
+			return nil, nil
+		}
+	} else {
+		if e = t.View.entry(uid); e == nil {
+			return nil, unknownAccount(uid)
+		}
+		s = e.snap.Load()
 	}
 	if t.View.Refreshing(s.UID, s.Generation) {
-		return t.acquire(ctx)
+		return t.acquire(ctx, uid)
 	}
 	if !s.ExpiresAt.IsZero() {
 		ahead, hard := windowsFor(s, t.Ahead, t.Hard)
 		left := s.ExpiresAt.Sub(t.now())
 		switch {
 		case left <= hard:
-			return t.acquire(ctx)
+			return t.acquire(ctx, uid)
 		case left <= ahead:
-			if old := t.View.hinted.Load(); old != s.Version && t.View.hinted.CompareAndSwap(old, s.Version) {
-				t.System.Root.Send(t.Coordinator, &messages.RefreshAhead{UID: s.UID, Generation: s.Generation, Version: s.Version})
-			}
+			t.hint(e, s)
 		}
 	}
 	return s, nil
 }
 
-func (t *TokenClient) acquire(ctx context.Context) (*messages.TokenSnapshot, error) {
-	g, err := AskAs[*messages.TokenGrant](ctx, t.System, t.Coordinator, &messages.AcquireToken{})
+// hint sends one RefreshAhead per token version of s's account (e, or
+// looked up; the view's own hint when it publishes no accounts).
+func (t *TokenClient) hint(e *viewEntry, s *messages.TokenSnapshot) {
+	if e == nil {
+		e = t.View.entry(s.UID)
+	}
+	h := &t.View.hinted
+	if e != nil {
+		h = &e.hinted
+	}
+	if old := h.Load(); old != s.Version && h.CompareAndSwap(old, s.Version) {
+		t.System.Root.Send(t.Coordinator, &messages.RefreshAhead{UID: s.UID, Generation: s.Generation, Version: s.Version})
+	}
+}
+
+func unknownAccount(uid string) error {
+	return fmt.Errorf("pigeon/actors: account %q: %w", uid, messages.ErrUnknownAccount)
+}
+
+func (t *TokenClient) acquire(ctx context.Context, uid string) (*messages.TokenSnapshot, error) {
+	g, err := AskAs[*messages.TokenGrant](ctx, t.System, t.Coordinator, &messages.AcquireToken{UID: uid})
 	if err != nil {
 		return nil, err
 	}

@@ -140,8 +140,12 @@ type SwitchAccount struct{ UID string }
 // *LoggedOut (also when nobody was signed in: UID is then "").
 type LogOut struct{}
 
-// LoggedOut answers LogOut and RemoveAccount.
-type LoggedOut struct{ UID string }
+// LoggedOut answers LogOut and RemoveAccount: UID is the account removed,
+// WasCurrent whether it was the current account when it was removed.
+type LoggedOut struct {
+	UID        string
+	WasCurrent bool
+}
 
 // RemoveAccount removes one account's tokens, current or not (one synced
 // write). If it was current there is no current account afterwards.
@@ -199,11 +203,16 @@ type SessionState struct {
 // status is dropped, so a slow reader always ends on the newest status and
 // never blocks the store. The current status is delivered first. With
 // Tokens set, a PID subscriber also gets *TokensChanged for every token
-// change (saves and refreshes). Reply: *AuthSubscription.
+// change (saves and refreshes). With UID set (channel subscriptions
+// only), the stream is that account's: its state first (Authenticated
+// while it is stored), then one value when its session starts or ends;
+// switching the current account is no transition of it. Reply:
+// *AuthSubscription.
 type SubscribeAuth struct {
 	PID    *actor.PID
 	Buffer int
 	Tokens bool
+	UID    string
 }
 
 // AuthSubscription answers SubscribeAuth. C is nil for PID subscriptions;

@@ -6,10 +6,11 @@ import "time"
 // type its comment names, or with a *Failure wrapping one of ErrNoAuth,
 // ErrSessionExpired, ErrRefreshUnavailable, ErrLoggedOut or ErrClosed. ----
 
-// AcquireToken asks for a usable token of the current account, waiting for
-// a refresh in flight (or due: inside the last seconds of the token's
-// life). Reply: *TokenGrant, or ErrNoAuth when signed out.
-type AcquireToken struct{}
+// AcquireToken asks for a usable token of account UID ("" = the current
+// account), waiting for a refresh in flight (or due: inside the last
+// seconds of the token's life). Reply: *TokenGrant, or ErrNoAuth when
+// signed out, or ErrUnknownAccount when UID is not stored.
+type AcquireToken struct{ UID string }
 
 // ReportUnauthorized reports that a request sent with UID's token Version in
 // session Generation was refused (ShouldRefresh said so). If a newer token

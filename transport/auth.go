@@ -109,28 +109,33 @@ func (t *Transport) closedErr() error {
 
 // RoundTrip implements http.RoundTripper. It does not modify req.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	var stop func() bool
-	var cancel context.CancelCauseFunc
-	if t.Life != nil {
-		if t.Life.Err() != nil {
-			closeBody(req)
-			return nil, t.closedErr()
-		}
-		ctx, cancel = context.WithCancelCause(ctx)
-		closed := t.closedErr()
-		stop = context.AfterFunc(t.Life, func() { cancel(closed) })
+	return Within(t.Life, t.closedErr(), req, func(ctx context.Context) (*http.Response, error) {
+		return t.roundTrip(ctx, req)
+	})
+}
+
+// Within runs send, which sends req with ctx, bounded by life: when life
+// has ended it fails at once with closed (req's body closed); when life
+// ends while the request or its response body is in flight, ctx is
+// cancelled and the error says closed. ctx is req's context, cancelled
+// once the response body is closed. A nil life is send(req.Context()).
+func Within(life context.Context, closed error, req *http.Request, send func(ctx context.Context) (*http.Response, error)) (*http.Response, error) {
+	if life == nil {
+		return send(req.Context())
 	}
-	resp, err := t.roundTrip(ctx, req)
-	if cancel == nil {
-		return resp, err
+	if life.Err() != nil {
+		closeBody(req)
+		return nil, closed
 	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	stop := context.AfterFunc(life, func() { cancel(closed) })
+	resp, err := send(ctx)
 	if err != nil {
 		stop()
-		closedNow := t.Life.Err() != nil && req.Context().Err() == nil
+		closedNow := life.Err() != nil && req.Context().Err() == nil
 		cancel(nil)
 		if closedNow {
-			return nil, fmt.Errorf("%w (%v)", t.closedErr(), err)
+			return nil, fmt.Errorf("%w (%v)", closed, err)
 		}
 		return nil, err
 	}
