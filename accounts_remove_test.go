@@ -27,7 +27,7 @@ func uids(t *testing.T, ctx context.Context, p *pigeon.AuthorizedPigeon) []strin
 // Removing an account while its refresh is held: the late result is
 // thrown away, the waiter fails with ErrLoggedOut, and only the other
 // account (if any) remains.
-func TestAccounts_RemoveDuringRefresh(t *testing.T) {
+func TestAccounts_RemoveWhileRefreshHeld(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// meanwhile runs while a's refresh is held and returns the UIDs
