@@ -23,6 +23,7 @@ func TestTour(t *testing.T) {
 	}
 	for _, want := range []string{
 		"refresh calls counted by the server: 1",
+		"refreshes counted by the server: 50 (one per user)",
 		"casper receives \"hi casper, alice here\"",
 		"update frames acked +1, websocket connections opened +0",
 		"→ /login?continue=%2Fapp%2Fprofile%3Ftab%3Dsecurity",

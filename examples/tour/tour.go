@@ -104,6 +104,7 @@ func (t *tour) steps() []step {
 		{"3. An authorized request", t.request},
 		{"4. Access token expiry: 100 concurrent requests, one refresh", t.expiry},
 		{"5. A second account and switching", t.accounts},
+		{"5b. Gateway mode: the same client serves 50 more users at once", t.gateway},
 		{"6. Chat over websockets: alice (authorized) and a ghost share a room", t.chat},
 		{"7. The token is refreshed while the socket stays connected", t.liveRefresh},
 		{"8. Logout, and the route guard sends you to /login?continue=…", t.guard},
