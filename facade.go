@@ -149,7 +149,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
-	p.http = &httpCore{client: newClient(cfg, &transport.Transport{
+	p.http = &httpCore{client: newClient(cfg, withRetry(cfg, p.life, &transport.Transport{
 		Base:          plain,
 		Tokens:        p.tokens,
 		ShouldRefresh: refresher.ShouldRefresh,
@@ -157,7 +157,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 		Hosts:         authHosts(cfg),
 		AllowInsecure: cfg.allowInsecure,
 		Life:          p.life,
-	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
+	})), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
 	p.sock = newSocketHolder(p.socketEnv())
 
 	// Wait until the store has loaded, so the first request sees the
