@@ -354,3 +354,30 @@ func TestTimeout_NotPositiveIsAnError(t *testing.T) {
 		t.Fatalf("%d requests sent, want none", len(f.seen()))
 	}
 }
+
+// The call to the refresh endpoint has its own policy (the coordinator's
+// back-off, docs/refresh.md row 5): a 503 from it is not retried, and the
+// request that waited for it fails with ErrRefreshUnavailable, not retried
+// either.
+func TestRetry_RefreshCallNotRetried(t *testing.T) {
+	refresh := newFlaky("/auth/refresh", 100, http.StatusServiceUnavailable)
+	echo := newFlaky("/echo", 0, 0)
+	e := newEnv(t, envConfig{wrap: func(next http.Handler) http.Handler { return refresh.wrap(echo.wrap(next)) },
+		pigeon: []pigeon.Option{pigeon.WithRetry(fastRetry)}})
+	tok := e.login("retry@example.com")
+	e.be.ExpireAccessToken(tok.AccessToken)
+	_, err := e.p.Get(ctxT(t), "/echo")
+	if !errors.Is(err, pigeon.ErrRefreshUnavailable) || len(refresh.seen()) != 1 || len(echo.seen()) != 1 {
+		t.Fatalf("err = %v after %d refresh calls and %d requests; want ErrRefreshUnavailable after 1 and 1", err, len(refresh.seen()), len(echo.seen()))
+	}
+}
+
+func TestRetry_AbsentNeverResends(t *testing.T) {
+	f := newFlaky("/echo", 1, http.StatusServiceUnavailable)
+	e := newEnv(t, envConfig{wrap: f.wrap})
+	e.login("retry@example.com")
+	_, err := e.p.Get(ctxT(t), "/echo")
+	if _, ok := e.p.HTTPClient().Transport.(*transport.Retry); ok || err == nil || len(f.seen()) != 1 {
+		t.Fatalf("err = %v after %d hits (retry layer present: %v); want the 503 after 1", err, len(f.seen()), ok)
+	}
+}
