@@ -114,8 +114,9 @@ type Retry struct {
 	// Rand returns a random number in [0, n) for n > 0. Zero value:
 	// math/rand/v2.Int64N.
 	Rand func(n int64) int64
-	// Wait waits d or until ctx ends, returning ctx.Err() then. Zero
-	// value: a timer owned by the call, stopped when it returns.
+	// Wait waits d or until ctx ends, returning ctx.Err() then (tests
+	// inject it; Life is then not consulted). Zero value: a timer owned by
+	// the call, stopped when it returns, which ctx or Life ends early.
 	Wait func(ctx context.Context, d time.Duration) error
 
 	retries   atomic.Int64
