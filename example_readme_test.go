@@ -123,6 +123,28 @@ func useHTTPClient(ctx context.Context, p *pigeon.AuthorizedPigeon, baseURL stri
 	return nil
 }
 
+func withRetries(baseURL string) (*pigeon.AuthorizedPigeon, error) {
+	return pigeon.NewAuthorized(pigeon.JSONRefresher{Path: "/auth/refresh"},
+		pigeon.WithBaseURL(baseURL), pigeon.WithInMemoryStore(),
+		// GET, HEAD, OPTIONS, PUT, DELETE (or any request with an Idempotency-Key)
+		// again on 429, 502, 503, 504 and network errors; full jitter, Retry-After
+		// honoured up to MaxDelay.
+		pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 4, MinDelay: 200 * time.Millisecond, MaxDelay: 5 * time.Second}))
+}
+
+func getWithBudget(ctx context.Context, p *pigeon.AuthorizedPigeon) error {
+	// One budget for the whole call: token and refresh waits, every retry, the body.
+	r, err := p.Get(ctx, "/me", pigeon.WithTimeout(10*time.Second))
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("GET /me took too long: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println("GET /me:", r.StatusCode)
+	return nil
+}
+
 func sockets(ctx context.Context, p *pigeon.AuthorizedPigeon, wsURL string) error {
 	// pigeon.v1 (any URL) or socket.io v4 (a path containing /socket.io)
 	err := p.SocketInit(ctx, pigeon.SocketConnectParams{

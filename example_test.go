@@ -2,7 +2,12 @@ package pigeon_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apppigeon/pigeon"
@@ -69,4 +74,71 @@ func ExampleNewAuthorized() {
 	// Unauthenticated
 	// {Authenticated alice}
 	// alice [REDACTED]
+}
+
+// The README's "Retries and timeouts", against the example backend.
+func ExampleWithRetry() {
+	_, base, tok, stop := exampleBackend()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := withRetries(base)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	if err := p.SaveNewAuth(ctx, pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := getWithBudget(ctx, p); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// GET /me: 200
+}
+
+// A server that is busy once: the GET is sent again and succeeds.
+func ExampleRetryPolicy() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1") // capped by MaxDelay below
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	g, err := pigeon.NewGhost(pigeon.WithBaseURL(srv.URL),
+		pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 3, MinDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer g.Close()
+	r, err := g.Get(context.Background(), "/status")
+	fmt.Println(r.StatusCode, err, hits.Load())
+	// Output:
+	// 200 <nil> 2
+}
+
+// A call that does not finish within its budget fails with an error that
+// matches context.DeadlineExceeded and names the budget.
+func ExampleWithTimeout() {
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers
+	}))
+	defer srv.Close()
+	g, err := pigeon.NewGhost(pigeon.WithBaseURL(srv.URL))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer g.Close()
+	_, err = g.Get(context.Background(), "/slow", pigeon.WithTimeout(50*time.Millisecond))
+	fmt.Println(errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "WithTimeout budget of 50ms"))
+	// Output:
+	// true true
 }

@@ -90,7 +90,7 @@ type AuthorizedPigeon struct {
 	coordPID   *actor.PID
 	view       *actors.TokenView
 	tokens     *actors.TokenClient
-	rt         *transport.Transport // the authorized transport of http
+	rt         http.RoundTripper // the authorized transport of http, under WithRetry's layer when set
 	http       *httpCore
 	verbs      // Get, Post, Put, Patch, Delete over http
 	refresh    *RefreshClient
@@ -153,7 +153,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
-	p.rt = &transport.Transport{
+	p.rt = withRetry(cfg, p.life, &transport.Transport{
 		Base:          plain,
 		Tokens:        p.tokens,
 		ShouldRefresh: refresher.ShouldRefresh,
@@ -161,7 +161,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 		Hosts:         authHosts(cfg),
 		AllowInsecure: cfg.allowInsecure,
 		Life:          p.life,
-	}
+	})
 	p.http = &httpCore{client: newClient(cfg, p.rt), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
 	p.verbs = verbs{p.http}
 	p.sock = newSocketHolder(p.socketEnv())

@@ -65,7 +65,7 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 	g.life, g.lifeCancel = context.WithCancelCause(context.Background())
 	g.headers.Store(&cfg.headers)
 	g.base, g.ownBase = baseTransport(cfg)
-	g.http = &httpCore{client: newClient(cfg, &transport.Transport{
+	g.http = &httpCore{client: newClient(cfg, withRetry(cfg, g.life, &transport.Transport{
 		Base:          withMiddleware(g.base, cfg.middleware),
 		Tokens:        ghostTokens{g},
 		ShouldRefresh: func(*http.Response) bool { return false },
@@ -73,7 +73,7 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 		Hosts:         authHosts(cfg),
 		AllowInsecure: cfg.allowInsecure,
 		Life:          g.life,
-	}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
+	})), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
 	g.sock = newSocketHolder(socketEnv{
 		system: g.actorSystem, logger: cfg.logger, cfg: cfg.socket, policy: socketPolicy(cfg),
 		headers: func(ctx context.Context, _ http.Header) (http.Header, error) { return g.socketHeaders(ctx) },

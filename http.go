@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/apppigeon/pigeon/transport"
 )
@@ -85,7 +86,53 @@ func encodeBody(v any) (io.Reader, string, error) {
 	}
 }
 
+// budgetError is the cause of a call that ran out of its WithTimeout
+// budget; it matches context.DeadlineExceeded.
+type budgetError struct{ d time.Duration }
+
+func (e *budgetError) Error() string {
+	return fmt.Sprintf("pigeon: request exceeded its WithTimeout budget of %v", e.d)
+}
+
+func (e *budgetError) Unwrap() error { return context.DeadlineExceeded }
+
+// requestBudget returns the WithTimeout among opts (the last one wins; 0
+// when none).
+func requestBudget(opts []RequestOption) (time.Duration, error) {
+	var d time.Duration
+	for _, o := range opts {
+		if t, ok := o.(timeoutOption); ok {
+			if t <= 0 {
+				return 0, fmt.Errorf("pigeon: WithTimeout: %v is not positive", time.Duration(t))
+			}
+			d = time.Duration(t)
+		}
+	}
+	return d, nil
+}
+
+// do sends one request of a verb within its WithTimeout budget, if any:
+// the budget covers the token and refresh waits, every retry and the body
+// read.
 func (h *httpCore) do(ctx context.Context, method, path string, body any, opts []RequestOption) (*Response, error) {
+	d, err := requestBudget(opts)
+	if err != nil {
+		return nil, err
+	}
+	if d == 0 {
+		return h.send(ctx, method, path, body, opts)
+	}
+	budget := &budgetError{d: d}
+	bctx, cancel := context.WithTimeoutCause(ctx, d, budget)
+	defer cancel()
+	r, err := h.send(bctx, method, path, body, opts)
+	if err != nil && ctx.Err() == nil && context.Cause(bctx) == error(budget) && errors.Is(err, context.DeadlineExceeded) {
+		return r, fmt.Errorf("%w (%v)", budget, err)
+	}
+	return r, err
+}
+
+func (h *httpCore) send(ctx context.Context, method, path string, body any, opts []RequestOption) (*Response, error) {
 	if h.life.Err() != nil {
 		return nil, ErrClosed
 	}
@@ -176,6 +223,15 @@ func withMiddleware(base http.RoundTripper, mws []func(http.RoundTripper) http.R
 		base = mws[i](base)
 	}
 	return base
+}
+
+// withRetry puts WithRetry's layer around rt (the auth Transport), or
+// returns rt when the option is absent.
+func withRetry(c *config, life context.Context, rt http.RoundTripper) http.RoundTripper {
+	if c.retry == nil {
+		return rt
+	}
+	return &transport.Retry{Base: rt, Policy: *c.retry, Life: life, Now: c.now}
 }
 
 func newClient(c *config, rt http.RoundTripper) *http.Client {

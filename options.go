@@ -9,6 +9,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
+
+	"github.com/apppigeon/pigeon/transport"
 )
 
 // Option configures NewAuthorized and NewGhost. Options that concern only
@@ -37,6 +39,7 @@ type config struct {
 	authHosts      []string
 	maxBody        int64
 	socket         socketConfig
+	retry          *RetryPolicy // nil: no retries
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -263,3 +266,43 @@ func WithQuery(q url.Values) RequestOption {
 		r.URL.RawQuery = cur.Encode()
 	})
 }
+
+// RetryPolicy bounds how often and how patiently a request is resent (see
+// WithRetry): MaxAttempts counts the first send (zero value 3), MinDelay
+// is the first back-off's ceiling (zero value 100ms), MaxDelay caps every
+// wait, Retry-After included (zero value 10s, or MinDelay when larger).
+type RetryPolicy = transport.RetryPolicy
+
+// WithRetry resends requests that failed for a passing reason: an answer
+// 429, 502, 503 or 504, or a transport error before any answer. Only
+// requests safe to send twice are resent (GET, HEAD, OPTIONS, PUT, DELETE,
+// or any request with an Idempotency-Key header) and only when the body
+// can be read again (always true for the verbs' bodies; through
+// HTTPClient, a body with GetBody). Waits use full jitter, or the server's
+// Retry-After capped by MaxDelay; the caller's context (and WithTimeout)
+// bounds them all. Each attempt carries the then-current token and gets
+// its own 401 → refresh → replay, which is not counted as an attempt; the
+// refresh call itself is never retried here. When the attempts run out,
+// the last answer is returned (a *StatusError for the verbs). Applies to
+// the verbs and to HTTPClient. Zero value (option absent): no retries.
+func WithRetry(p RetryPolicy) Option {
+	return optionFunc(func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("pigeon: WithRetry: %w", err)
+		}
+		c.retry = &p
+		return nil
+	})
+}
+
+// WithTimeout gives one call of a verb a budget d for everything it does:
+// waiting for a token or a refresh, every attempt and back-off of
+// WithRetry, and reading the answer's body. When it runs out the call
+// fails with an error that matches context.DeadlineExceeded and names the
+// budget. A d that is not positive fails the call before anything is sent.
+// The caller's ctx still applies; the earlier deadline wins.
+func WithTimeout(d time.Duration) RequestOption { return timeoutOption(d) }
+
+type timeoutOption time.Duration
+
+func (timeoutOption) applyRequest(*http.Request) {}

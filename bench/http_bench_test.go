@@ -10,6 +10,7 @@ import (
 
 	"github.com/apppigeon/pigeon"
 	"github.com/apppigeon/pigeon/examples/backend"
+	"github.com/apppigeon/pigeon/transport"
 )
 
 const httpCallers = 64
@@ -19,6 +20,42 @@ func tunedTransport() *http.Transport {
 	t.MaxIdleConns = 2 * httpCallers
 	t.MaxIdleConnsPerHost = 2 * httpCallers
 	return t
+}
+
+// BenchmarkHTTPGet compares 64 concurrent callers doing authenticated GETs
+// through the facade with the raw baseline: a plain net/http client, tuned
+// for the same concurrency, sending the same bearer to the same loopback
+// server.
+func BenchmarkHTTPGet(b *testing.B) {
+	srv, tok := getServer(b)
+	b.Run("baseline=net/http", func(b *testing.B) { benchPlainGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get", func(b *testing.B) { benchFacadeGet(b, srv.URL, tok) })
+}
+
+// BenchmarkHTTPGetWithRetry is BenchmarkHTTPGet with WithRetry configured
+// and no failures: the price of the retry layer on the happy path (the
+// facade without it runs too, for the layer's own share).
+func BenchmarkHTTPGetWithRetry(b *testing.B) {
+	srv, tok := getServer(b)
+	b.Run("baseline=net/http", func(b *testing.B) { benchPlainGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get", func(b *testing.B) { benchFacadeGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get+WithRetry", func(b *testing.B) {
+		benchFacadeGet(b, srv.URL, tok, pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 3}))
+	})
+}
+
+// getServer starts the example backend on loopback, closed when b ends,
+// with one user whose tokens it returns.
+func getServer(b *testing.B) (*httptest.Server, backend.Tokens) {
+	be := backend.New()
+	b.Cleanup(be.Close)
+	srv := httptest.NewServer(be)
+	b.Cleanup(srv.Close)
+	tok, err := be.CreateUser("bench@example.com", "pw")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, tok
 }
 
 // rawGet is the raw baseline's request: a GET of url with bearer through
@@ -41,58 +78,49 @@ func rawGet(b *testing.B, c *http.Client, url, bearer string) bool {
 	return true
 }
 
-// BenchmarkHTTPGet compares 64 concurrent callers doing authenticated GETs
-// through the facade with the raw baseline: a plain net/http client, tuned
-// for the same concurrency, sending the same bearer to the same loopback
-// server.
-func BenchmarkHTTPGet(b *testing.B) {
-	be := backend.New()
-	defer be.Close()
-	srv := httptest.NewServer(be)
-	defer srv.Close()
-	tok, err := be.CreateUser("bench@example.com", "pw")
+// benchPlainGet is the raw baseline: httpCallers callers sending GET /echo
+// with tok's bearer through a plain, tuned net/http client.
+func benchPlainGet(b *testing.B, base string, tok backend.Tokens) {
+	tr := tunedTransport()
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	b.SetParallelism(httpCallers / max(1, runtimeProcs()))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !rawGet(b, c, base+"/echo", tok.AccessToken) {
+				return
+			}
+		}
+	})
+}
+
+// benchFacadeGet is the same load through an AuthorizedPigeon built with
+// opts, tok saved as its current account.
+func benchFacadeGet(b *testing.B, base string, tok backend.Tokens, opts ...pigeon.Option) {
+	tr := tunedTransport()
+	defer tr.CloseIdleConnections()
+	p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, append([]pigeon.Option{pigeon.WithInMemoryStore(),
+		pigeon.WithBaseURL(base), pigeon.WithHTTPClient(&http.Client{Transport: tr})}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("baseline=net/http", func(b *testing.B) {
-		tr := tunedTransport()
-		defer tr.CloseIdleConnections()
-		c := &http.Client{Transport: tr}
-		b.SetParallelism(httpCallers / max(1, runtimeProcs()))
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if !rawGet(b, c, srv.URL+"/echo", tok.AccessToken) {
-					return
-				}
+	defer p.Close()
+	if err := p.SaveNewAuth(context.Background(), pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(httpCallers / max(1, runtimeProcs()))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := p.Get(ctx, "/echo"); err != nil {
+				b.Error(err)
+				return
 			}
-		})
-	})
-	b.Run("pigeon=Get", func(b *testing.B) {
-		tr := tunedTransport()
-		defer tr.CloseIdleConnections()
-		p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithInMemoryStore(),
-			pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr}))
-		if err != nil {
-			b.Fatal(err)
 		}
-		defer p.Close()
-		if err := p.SaveNewAuth(context.Background(), pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
-			b.Fatal(err)
-		}
-		b.SetParallelism(httpCallers / max(1, runtimeProcs()))
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			ctx := context.Background()
-			for pb.Next() {
-				if _, err := p.Get(ctx, "/echo"); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
 	})
 }
 
@@ -177,3 +205,38 @@ func BenchmarkRefreshStorm(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRetryLayer isolates what WithRetry adds to a request that
+// succeeds: a RoundTrip through transport.Retry over a RoundTripper that
+// answers 200 at once, against that RoundTripper alone. Free of network
+// noise, it bounds the layer's share of BenchmarkHTTPGetWithRetry.
+func BenchmarkRetryLayer(b *testing.B) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/echo", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"baseline=RoundTripper", answer200{}},
+		{"pigeon=Retry", &transport.Retry{Base: answer200{}, Policy: transport.RetryPolicy{MaxAttempts: 3}}},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				resp, err := v.rt.RoundTrip(req)
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatal(resp, err)
+				}
+			}
+		})
+	}
+}
+
+// answer200 answers every request 200 with an empty body, without I/O.
+type answer200 struct{}
+
+var ok200 = &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
+
+func (answer200) RoundTrip(*http.Request) (*http.Response, error) { return ok200, nil }
