@@ -19,7 +19,7 @@ import (
 // go test runs in the package directory, which here is the module root.
 
 // docPages are the behaviour tables, each linked from the README.
-var docPages = []string{"docs/refresh.md", "docs/socket.md", "docs/guards.md"}
+var docPages = []string{"docs/refresh.md", "docs/socket.md", "docs/guards.md", "docs/oauth2.md"}
 
 // testName matches a backticked test, fuzz, example or benchmark name,
 // optionally with a subtest path (`TestConformance/alias`).
