@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,6 +42,9 @@ type RefreshTokenResponse struct {
 type RefreshClient struct {
 	core *httpCore
 	now  func() time.Time
+	// authStyles remembers, per OAuth2 token endpoint and client, the
+	// AuthStyle that endpoint accepted (key authStyleKey, value AuthStyle).
+	authStyles sync.Map
 }
 
 // HTTPClient returns the plain client behind c.
@@ -114,15 +116,39 @@ func (j JSONRefresher) RefreshToken(ctx context.Context, refreshToken string, c 
 }
 
 // OAuth2Refresher refreshes with an OAuth 2.0 token endpoint (RFC 6749 §6):
-// grant_type=refresh_token at the absolute TokenURL (any host), client
-// credentials in HTTP Basic auth, expires_in → ExpiresAt, a missing
-// refresh_token keeps the old one, and invalid_grant (400/401) →
-// ErrRefreshRejected. A 401 from the API triggers a refresh.
+// grant_type=refresh_token at the absolute TokenURL (any host).
+//
+// Client credentials go where AuthStyle says. A public client (ClientID set,
+// ClientSecret empty) sends client_id in the body and nothing else, whatever
+// AuthStyle says; an empty ClientID sends no client credentials. The zero
+// AuthStyle, AuthStyleAutoDetect, tries HTTP Basic first and, when the
+// endpoint refuses the client (invalid_client, unauthorized_client,
+// invalid_request, or a 400/401 without an OAuth2 error), the same request
+// once more with the credentials in the body; the style the endpoint
+// accepted is remembered per TokenURL and ClientID by the RefreshClient (so
+// by the AuthorizedPigeon) for its lifetime.
+//
+// Answers: expires_in becomes ExpiresAt; a missing refresh_token keeps the
+// old one. Every error answer is an *OAuth2Error in the returned chain:
+// invalid_grant matches ErrRefreshRejected (the session ends);
+// invalid_client, unauthorized_client, invalid_scope, invalid_request and
+// unsupported_grant_type match ErrRefreshMisconfigured (not terminal: see
+// ErrRefreshMisconfigured); anything else (5xx, temporarily_unavailable, an
+// HTML error page) is transient. A request that got no answer at all
+// (connection reset, the answer lost on the way) is sent once more, at
+// once, with the same refresh token: a server that rotates refresh tokens
+// with a reuse interval answers it, so a lost answer does not cost the
+// session; nothing is resent after an answer arrived. A 401 from the API
+// triggers a refresh.
+//
+// The zero value of each field: Scopes nil sends no scope; AuthStyle zero
+// auto-detects. OAuth2Refresher is a value; it is safe for concurrent use.
 type OAuth2Refresher struct {
 	TokenURL     string
 	ClientID     string
 	ClientSecret string
 	Scopes       []string
+	AuthStyle    AuthStyle
 }
 
 var _ RefreshTokenManager = OAuth2Refresher{}
@@ -138,55 +164,5 @@ func (o OAuth2Refresher) RefreshToken(ctx context.Context, refreshToken string, 
 	if err != nil || !u.IsAbs() {
 		return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: TokenURL %q is not an absolute URL", o.TokenURL)
 	}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-	if len(o.Scopes) > 0 {
-		form.Set("scope", strings.Join(o.Scopes, " "))
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
-	if err != nil {
-		return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if o.ClientID != "" {
-		req.SetBasicAuth(url.QueryEscape(o.ClientID), url.QueryEscape(o.ClientSecret))
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: %w", err)
-	}
-	r := readResponse(resp)
-	var body struct {
-		AccessToken  string          `json:"access_token"`
-		RefreshToken string          `json:"refresh_token"`
-		ExpiresIn    json.RawMessage `json:"expires_in"`
-		Error        string          `json:"error"`
-		ErrorDesc    string          `json:"error_description"`
-	}
-	jsonErr := json.Unmarshal(r.Body, &body)
-	if r.StatusCode >= 400 {
-		if (r.StatusCode == http.StatusBadRequest || r.StatusCode == http.StatusUnauthorized) && body.Error == "invalid_grant" {
-			return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: invalid_grant: %w", ErrRefreshRejected)
-		}
-		if body.Error != "" {
-			return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: token endpoint error %q (%d)", body.Error, r.StatusCode)
-		}
-		return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: token endpoint answered %d", r.StatusCode)
-	}
-	if jsonErr != nil {
-		return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: malformed token response: %w", jsonErr)
-	}
-	if body.AccessToken == "" {
-		return RefreshTokenResponse{}, errors.New("pigeon: OAuth2Refresher: token response has no access_token")
-	}
-	out := RefreshTokenResponse{AccessToken: body.AccessToken, RefreshToken: body.RefreshToken}
-	if len(body.ExpiresIn) > 0 && string(body.ExpiresIn) != "null" {
-		s := strings.Trim(string(body.ExpiresIn), `"`)
-		secs, err := strconv.ParseFloat(s, 64)
-		if err != nil || secs < 0 {
-			return RefreshTokenResponse{}, fmt.Errorf("pigeon: OAuth2Refresher: bad expires_in %s", body.ExpiresIn)
-		}
-		out.ExpiresAt = c.Now().Add(time.Duration(secs * float64(time.Second)))
-	}
-	return out, nil
+	return o.refresh(ctx, u.String(), refreshToken, c)
 }
