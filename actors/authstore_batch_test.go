@@ -392,3 +392,46 @@ func TestAuthStoreBatch_PagedStartup(t *testing.T) {
 		t.Fatalf("loaded in %d pages, want at least %d", p, n/loadPageSize)
 	}
 }
+
+// brokenLoad's LoadPages hands out its store's first page, then fails.
+type brokenLoad struct{ *persistence.BadgerStore }
+
+func (s brokenLoad) LoadPages(ctx context.Context, size int, page func([]messages.AuthRecord) error) (string, error) {
+	first := true
+	_, err := s.BadgerStore.LoadPages(ctx, size, func(p []messages.AuthRecord) error {
+		if !first {
+			return errors.New("disk read failed")
+		}
+		first = false
+		return page(p)
+	})
+	return "", err
+}
+
+// A load that fails after its first page fails the requests that waited
+// for it, and later ones, with an error that says so; the page already
+// installed is not served as if it were the whole state.
+func TestAuthStoreBatch_LoadErrorFailsWaitingRequests(t *testing.T) {
+	sys := newTestSystem(t)
+	bs := openBadgerT(t, filepath.Join(t.TempDir(), "db"))
+	defer bs.Close()
+	var ch persistence.Change
+	for i := range 2 * loadPageSize {
+		ch.Put = append(ch.Put, rec(fmt.Sprintf("u%05d", i), "x"))
+	}
+	if err := bs.Apply(authCtx(t), ch); err != nil {
+		t.Fatal(err)
+	}
+	pid := spawnStore(t, sys, brokenLoad{bs}, &TokenView{})
+	cs := sendInOrder(t, sys, pid, &messages.ListAuths{}, &messages.GetAuth{UID: "u00000"})
+	for i, c := range cs {
+		f, ok := c.first(t).(*messages.Failure)
+		if !ok || !strings.Contains(f.Err.Error(), "loading auth store") || !strings.Contains(f.Err.Error(), "disk read failed") {
+			t.Fatalf("request %d during a failed load: %+v", i, f)
+		}
+	}
+	_, err := AskAs[*messages.SavedAuth](authCtx(t), sys, pid, &messages.SaveAuth{Record: rec("new", "x")})
+	if err == nil || !strings.Contains(err.Error(), "loading auth store") {
+		t.Fatalf("save after a failed load: %v", err)
+	}
+}
