@@ -79,11 +79,18 @@ func WithAuthStoreClock(now func() time.Time) AuthStoreOption {
 // the auth-status subscribers; it speaks the AuthStore protocol of package
 // messages (SaveAuth, GetCurrentAuth, ListAuths, SwitchAccount, LogOut,
 // UpdateTokens, EndSession, SessionEndReason, SubscribeAuth,
-// UnsubscribeAuth). Disk I/O runs in a goroutine the actor owns, one write
-// at a time: reads are answered from memory while a write is in flight, and
-// later writes wait for it. A change is acknowledged (and announced) only
-// after it is synced. After a supervisor restart the actor reloads from the
-// store; requests it held when it failed are answered with an error.
+// UnsubscribeAuth). Disk I/O runs in goroutines the actor owns. Many
+// writes are in flight at once, so that the store can commit them
+// together: a write waits, in the order it arrived, only for the writes
+// before it that touch the same UID or the current-account pointer
+// (SwitchAccount, LogOut, RemoveAccount, EndSession, SaveAuth with
+// MakeCurrent). A change is acknowledged (and announced) only after it is
+// synced. Reads never wait for writes: they are answered from the
+// acknowledged state, so they never show a change that is not durable. At
+// start the state is loaded in pages, each installed by its own message;
+// requests wait for the last page. After a supervisor restart the actor
+// reloads from the store; requests it held when it failed are answered
+// with an error.
 //
 // The actor does not close store: its owner does, after stopping the actor.
 func NewAuthStoreProps(store persistence.Store, opts ...AuthStoreOption) *actor.Props {
@@ -120,13 +127,34 @@ type stashed struct {
 	msg    any
 }
 
-// storeLoaded and storeWritten are the results of the actor's I/O goroutine.
+// storeLoaded and storeWritten are the results of the actor's I/O
+// goroutines. by is the actor instance that started the I/O: a result
+// that reaches a later instance (after a restart) is dropped. A load sends
+// one storeLoaded per page; the last has done set (and the current
+// account, or err).
 type storeLoaded struct {
-	state persistence.State
-	err   error
+	by      *authStore
+	records []messages.AuthRecord
+	done    bool
+	current string
+	err     error
 }
 
-type storeWritten struct{ err error }
+type storeWritten struct {
+	by  *authStore
+	id  uint64
+	err error
+}
+
+// loadPageSize is the number of records one storeLoaded installs.
+const loadPageSize = 1000
+
+// lockKey is what a write holds while it is in flight: one UID's record,
+// or (current) the current-account pointer.
+type lockKey struct {
+	uid     string
+	current bool
+}
 
 // maxEnded bounds the memory of ended sessions (for late 401s).
 const maxEnded = 1024
@@ -147,15 +175,20 @@ type authStore struct {
 	nextSub  uint64
 	status   messages.AuthStatus
 
-	busy    bool       // a load or write is in flight
-	pending *pendingOp // the write in flight
-	stash   []stashed  // requests waiting for the store
-	wg      sync.WaitGroup
+	stash    []stashed             // requests waiting for the load
+	held     []stashed             // writes waiting for a conflicting write, in arrival order
+	inflight map[uint64]*pendingOp // writes sent to the store, by id
+	locked   map[lockKey]bool      // held by the writes in flight
+	locking  []lockKey             // what the write being dispatched holds
+	nextOp   uint64
+	cancel   context.CancelFunc // stops the load
+	wg       sync.WaitGroup
 }
 
 type pendingOp struct {
 	sender *actor.PID
 	commit func() any // runs on success; returns the reply
+	keys   []lockKey
 }
 
 func (a *authStore) Receive(c actor.Context) {
@@ -167,19 +200,23 @@ func (a *authStore) Receive(c actor.Context) {
 	case *actor.Restarting:
 		a.release(c, errors.New("pigeon/actors: auth store restarted; request lost, try again"))
 	case *storeLoaded:
-		a.busy = false
-		if m.err != nil {
-			a.loadErr = fmt.Errorf("pigeon/actors: loading auth store: %w", m.err)
-			a.cfg.logger.Error("auth store load failed", zap.Error(m.err))
-		} else {
-			a.install(m.state)
+		if m.by != a || a.loaded {
+			return
 		}
-		a.loaded = true
-		a.drain(c)
+		a.loadPage(m)
+		if m.done {
+			a.loaded = true
+			a.drain(c)
+		}
 	case *storeWritten:
-		a.busy = false
-		op := a.pending
-		a.pending = nil
+		op := a.inflight[m.id]
+		if m.by != a || op == nil {
+			return
+		}
+		delete(a.inflight, m.id)
+		for _, k := range op.keys {
+			delete(a.locked, k)
+		}
 		var reply any
 		if m.err != nil {
 			reply = &messages.Failure{Err: fmt.Errorf("pigeon/actors: auth store write: %w", m.err)}
@@ -189,7 +226,7 @@ func (a *authStore) Receive(c actor.Context) {
 		if op.sender != nil {
 			c.Send(op.sender, reply)
 		}
-		a.drain(c)
+		a.release1(c)
 	default:
 		a.handle(c, c.Sender(), m)
 	}
@@ -203,31 +240,72 @@ func (a *authStore) start(c actor.Context) {
 	// Generations are unique across restarts of the actor: a restart must
 	// not make an old session look live again.
 	a.nextGen = uint64(a.cfg.now().UnixNano())
-	a.busy = true
+	a.inflight = map[uint64]*pendingOp{}
+	a.locked = map[lockKey]bool{}
 	self, root := c.Self(), c.ActorSystem().Root
 	store := a.cfg.store
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		st, err := store.Load(context.Background())
-		root.Send(self, &storeLoaded{state: st, err: err})
+		// Each page is its own message: the actor installs it quickly and
+		// its mailbox moves on between pages.
+		cur, err := persistence.LoadPages(ctx, store, loadPageSize, func(recs []messages.AuthRecord) error {
+			root.Send(self, &storeLoaded{by: a, records: recs})
+			return nil
+		})
+		root.Send(self, &storeLoaded{by: a, done: true, current: cur, err: err})
 	}()
+}
+
+// loadPage installs one page of the load; the last page also sets the
+// current account, or records the load's error.
+func (a *authStore) loadPage(m *storeLoaded) {
+	if a.loadErr != nil {
+		return
+	}
+	if m.err != nil {
+		a.loadErr = fmt.Errorf("pigeon/actors: loading auth store: %w", m.err)
+		a.cfg.logger.Error("auth store load failed", zap.Error(m.err))
+		a.accts = map[string]*account{}
+		return
+	}
+	if m.done {
+		a.install(persistence.State{Current: m.current})
+		return
+	}
+	for _, r := range m.records {
+		// The page is ours (LoadPages hands each page over): no copy.
+		a.accts[r.UID] = &account{rec: r, gen: a.newGen(), ver: 1}
+	}
 }
 
 // release runs when the actor stops or restarts: it waits for its I/O
 // goroutine, fails every request it holds and ends every subscription.
 func (a *authStore) release(c actor.Context, why error) {
-	a.wg.Wait()
-	if a.pending != nil && a.pending.sender != nil {
-		c.Send(a.pending.sender, &messages.Failure{Err: why})
+	if a.cancel != nil {
+		a.cancel()
 	}
-	a.pending = nil
-	for _, s := range a.stash {
+	a.wg.Wait()
+	ids := make([]uint64, 0, len(a.inflight))
+	for id := range a.inflight {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if s := a.inflight[id].sender; s != nil {
+			c.Send(s, &messages.Failure{Err: why})
+		}
+	}
+	a.inflight = nil
+	a.locked = nil
+	for _, s := range append(a.held, a.stash...) {
 		if s.sender != nil {
 			c.Send(s.sender, &messages.Failure{Err: why})
 		}
 	}
-	a.stash = nil
+	a.held, a.stash = nil, nil
 	for id, s := range a.subs {
 		if s.ch != nil {
 			close(s.ch)
@@ -260,13 +338,82 @@ func (a *authStore) newGen() uint64 {
 	return a.nextGen
 }
 
+// drain handles, in order, the requests that waited for the load.
 func (a *authStore) drain(c actor.Context) {
-	for !a.busy && len(a.stash) > 0 {
-		s := a.stash[0]
-		a.stash[0] = stashed{}
-		a.stash = a.stash[1:]
+	stash := a.stash
+	a.stash = nil
+	for _, s := range stash {
 		a.handle(c, s.sender, s.msg)
 	}
+}
+
+// release1 runs after a write completed: every held write that no longer
+// conflicts with a write in flight, nor with a held write before it, is
+// dispatched, in order.
+func (a *authStore) release1(c actor.Context) {
+	held := a.held
+	a.held = nil
+	for _, s := range held {
+		a.handle(c, s.sender, s.msg) // held again if it still conflicts
+	}
+}
+
+// lockKeys is what the write msg holds while in flight; all is false when
+// it cannot be known before the write is dispatched (LogOut: the current
+// account's UID), in which case it must wait for every write before it.
+func (a *authStore) lockKeys(msg any) (keys []lockKey, all bool) {
+	cur := lockKey{current: true}
+	switch m := msg.(type) {
+	case *messages.SaveAuth:
+		keys = []lockKey{{uid: m.Record.UID}}
+		if m.MakeCurrent {
+			keys = append(keys, cur)
+		}
+	case *messages.UpdateTokens:
+		keys = []lockKey{{uid: m.UID}}
+	case *messages.SwitchAccount:
+		keys = []lockKey{{uid: m.UID}, cur}
+	case *messages.RemoveAccount:
+		keys = []lockKey{{uid: m.UID}, cur}
+	case *messages.EndSession:
+		keys = []lockKey{{uid: m.UID}, cur}
+	case *messages.LogOut:
+		// a.current is stable once the pointer is not locked.
+		return []lockKey{{uid: a.current}, cur}, false
+	}
+	return keys, true
+}
+
+// hold reports whether the write msg must wait (it is then held); when it
+// need not, it records the keys the write will hold in a.locking.
+func (a *authStore) hold(sender *actor.PID, msg any) bool {
+	keys, known := a.lockKeys(msg)
+	wait := !known && len(a.held) > 0
+	for _, h := range a.held {
+		if wait {
+			break
+		}
+		hk, hknown := a.lockKeys(h.msg)
+		wait = !hknown || overlaps(keys, hk)
+	}
+	for _, k := range keys {
+		wait = wait || a.locked[k]
+	}
+	if wait {
+		a.held = append(a.held, stashed{sender: sender, msg: msg})
+		return true
+	}
+	a.locking = keys
+	return false
+}
+
+func overlaps(x, y []lockKey) bool {
+	for _, k := range x {
+		if slices.Contains(y, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *authStore) reply(c actor.Context, to *actor.PID, msg any) {
@@ -278,7 +425,7 @@ func (a *authStore) reply(c actor.Context, to *actor.PID, msg any) {
 func fail(err error) *messages.Failure { return &messages.Failure{Err: err} }
 
 func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
-	if !a.loaded || (a.busy && isAuthWrite(msg)) {
+	if !a.loaded {
 		a.stash = append(a.stash, stashed{sender: sender, msg: msg})
 		return
 	}
@@ -286,6 +433,9 @@ func (a *authStore) handle(c actor.Context, sender *actor.PID, msg any) {
 		if isAuthRequest(msg) {
 			a.reply(c, sender, fail(a.loadErr))
 		}
+		return
+	}
+	if isAuthWrite(msg) && a.hold(sender, msg) {
 		return
 	}
 	switch m := msg.(type) {
@@ -369,16 +519,23 @@ func isAuthRequest(msg any) bool {
 
 // write applies ch in the actor's I/O goroutine; commit runs when it is
 // synced and returns the reply.
+// It holds the keys hold recorded until then.
 func (a *authStore) write(c actor.Context, sender *actor.PID, ch persistence.Change, commit func() any) {
-	a.busy = true
-	a.pending = &pendingOp{sender: sender, commit: commit}
+	a.nextOp++
+	id := a.nextOp
+	op := &pendingOp{sender: sender, commit: commit, keys: a.locking}
+	a.locking = nil
+	for _, k := range op.keys {
+		a.locked[k] = true
+	}
+	a.inflight[id] = op
 	self, root := c.Self(), c.ActorSystem().Root
 	store := a.cfg.store
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		err := store.Apply(context.Background(), ch)
-		root.Send(self, &storeWritten{err: err})
+		root.Send(self, &storeWritten{by: a, id: id, err: err})
 	}()
 }
 
@@ -499,7 +656,8 @@ func (a *authStore) updateTokens(c actor.Context, sender *actor.PID, m *messages
 	gen := acct.gen
 	a.write(c, sender, persistence.Change{Put: []messages.AuthRecord{rec}}, func() any {
 		// The session may have ended while the write was in flight only
-		// through another write, and writes are serialised: acct is live.
+		// through another write of this UID, and those wait for this one:
+		// acct is live.
 		if cur := a.accts[m.UID]; cur != acct || cur.gen != gen {
 			return fail(a.endReason(m.UID, gen).Err())
 		}

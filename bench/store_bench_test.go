@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/actors"
 	"github.com/apppigeon/pigeon/messages"
 	"github.com/apppigeon/pigeon/persistence"
 )
@@ -87,9 +90,11 @@ func runWriters(b *testing.B, writers int, update func(w, n int) error) {
 // the raw baseline (one writer: a plain file write + fsync per update of
 // the same encoded size), the encrypted badger store with one writer and
 // with 1,000 concurrent writers (each on its own account: their Applies
-// share synced transactions, group commit), and SaveNewAuth through the
-// AuthStore actor with 1,000 concurrent callers (the actor writes one
-// change at a time, so it does not batch yet).
+// share synced transactions, group commit), UpdateTokens through the
+// AuthStore actor with 1 and 1,000 callers (each on its own account: the
+// actor has their writes in flight at once), and SaveNewAuth through the
+// facade with 1,000 callers (each makes its account current, so each
+// waits for the one before: the current pointer is one write at a time).
 func BenchmarkStoreSyncedUpdates(b *testing.B) {
 	b.Run("baseline=file-write+fsync", func(b *testing.B) {
 		f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
@@ -120,6 +125,34 @@ func BenchmarkStoreSyncedUpdates(b *testing.B) {
 			ctx := context.Background()
 			runWriters(b, writers, func(w, n int) error {
 				return s.Apply(ctx, persistence.Change{Put: []messages.AuthRecord{storeRecord(uids[w], n)}})
+			})
+		})
+	}
+	for _, callers := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("actor=UpdateTokens,callers=%d", callers), func(b *testing.B) {
+			s, err := persistence.OpenBadger(filepath.Join(b.TempDir(), "store"), persistence.WithEncryptionKey(storeKey))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			sys := actors.NewSystem(zap.NewNop())
+			defer sys.Shutdown()
+			pid := sys.Root.Spawn(actors.NewAuthStoreProps(s))
+			defer func() { _ = actors.StopAndWait(context.Background(), sys, pid) }()
+			ctx := context.Background()
+			gens := make([]uint64, callers)
+			for w := range gens {
+				saved, err := actors.AskAs[*messages.SavedAuth](ctx, sys, pid, &messages.SaveAuth{Record: storeRecord(fmt.Sprintf("w%04d", w), 0)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				gens[w] = saved.Snapshot.Generation
+			}
+			runWriters(b, callers, func(w, n int) error {
+				r := storeRecord(fmt.Sprintf("w%04d", w), n)
+				_, err := actors.AskAs[*messages.SavedAuth](ctx, sys, pid, &messages.UpdateTokens{UID: r.UID, Generation: gens[w],
+					AccessToken: r.AccessToken, RefreshToken: r.RefreshToken, ExpiresAt: r.ExpiresAt, IssuedAt: r.IssuedAt})
+				return err
 			})
 		})
 	}
