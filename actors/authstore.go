@@ -279,6 +279,9 @@ func (a *authStore) loadPage(m *storeLoaded) {
 		// The page is ours (LoadPages hands each page over): no copy.
 		a.accts[r.UID] = &account{rec: r, gen: a.newGen(), ver: 1}
 	}
+	// Each page's accounts are published into the view as they arrive,
+	// once each, so the whole load stays linear.
+	a.publishLoaded(m.records)
 }
 
 // release runs when the actor stops or restarts: it waits for its I/O
