@@ -381,3 +381,32 @@ func TestRetry_AbsentNeverResends(t *testing.T) {
 		t.Fatalf("err = %v after %d hits (retry layer present: %v); want the 503 after 1", err, len(f.seen()), ok)
 	}
 }
+
+// Fifty callers race their retries against one refresh: the first fifty
+// requests get 503, the later ones meet an expired token. Every caller
+// ends with 200 and the server sees exactly one refresh.
+func TestStress_RetriesDuring401Storm(t *testing.T) {
+	const callers = 50
+	f := newFlaky("/echo", callers, http.StatusServiceUnavailable)
+	p := fastRetry
+	p.MaxAttempts = callers + 2 // a caller can meet every one of the 503s
+	e := retryEnv(t, f, p)
+	tok, _ := e.p.CurrentAuth(ctxT(t))
+	e.be.ExpireAccessToken(string(tok.AccessToken))
+	ctx := ctxT(t)
+	errs := make(chan error, callers) // each caller sends once and ends
+	for range callers {
+		go func() {
+			_, err := e.p.Get(ctx, "/echo")
+			errs <- err
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if e.refreshCalls() != 1 {
+		t.Fatalf("%d refreshes, want 1", e.refreshCalls())
+	}
+}
