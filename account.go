@@ -14,7 +14,6 @@ import (
 
 	"github.com/apppigeon/pigeon/actors"
 	"github.com/apppigeon/pigeon/messages"
-	"github.com/apppigeon/pigeon/transport"
 )
 
 // AccountStatus is one value of the all-accounts stream (SubscribeAccounts):
@@ -50,6 +49,7 @@ type Account struct {
 	uid     string
 	life    context.Context
 	cancel  context.CancelCauseFunc
+	tokens  actors.TokenClient // the client's, bound to uid
 	client  *http.Client
 	verbs   // as the account
 	headers atomic.Pointer[http.Header]
@@ -79,7 +79,13 @@ func (p *AuthorizedPigeon) As(uid string) (*Account, error) {
 	a.life, a.cancel = context.WithCancelCause(context.Background())
 	empty := http.Header{}
 	a.headers.Store(&empty)
-	a.client = newClient(p.cfg, &accountTransport{a: a})
+	a.tokens = *p.tokens
+	a.tokens.UID = uid
+	// The client's transport, bound to the account, its headers and its
+	// life (inside the client's).
+	rt := *p.rt
+	rt.Tokens, rt.Headers, rt.Scope = &a.tokens, a.defaultHeaders, a.life
+	a.client = newClient(p.cfg, &rt)
 	a.verbs = verbs{&httpCore{client: a.client, baseURL: p.cfg.baseURL, maxBody: p.cfg.maxBody, life: a.life}}
 	return a, nil
 }
@@ -98,29 +104,6 @@ func (e *accountError) Unwrap() error { return ErrUnknownAccount }
 
 // UID is the account's UID.
 func (a *Account) UID() string { return a.uid }
-
-// accountTransport sends an Account's requests through its client's
-// authorized transport, as the account, until the Account is closed.
-type accountTransport struct{ a *Account }
-
-func (t *accountTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	a := t.a
-	return transport.Within(a.life, ErrClosed, req, func(ctx context.Context) (*http.Response, error) {
-		out := req.WithContext(messages.ContextWithAccount(ctx, a.uid))
-		if h := *a.headers.Load(); len(h) > 0 {
-			out.Header = req.Header.Clone()
-			if out.Header == nil {
-				out.Header = http.Header{}
-			}
-			for k, vs := range h {
-				if _, ok := out.Header[k]; !ok {
-					out.Header[k] = vs
-				}
-			}
-		}
-		return a.p.rt.RoundTrip(out)
-	})
-}
 
 // HTTPClient returns an *http.Client that sends every request as this
 // account (whatever its context says), with the client's refresh, replay,
@@ -197,9 +180,7 @@ func (a *Account) openSocket() (*socketHolder, error) {
 		return nil, ErrClosed
 	}
 	if a.sock == nil {
-		tokens := *a.p.tokens
-		tokens.UID = a.uid
-		a.sock = newSocketHolder(a.p.socketEnvFor(a.uid, a.defaultHeaders, &tokens))
+		a.sock = newSocketHolder(a.p.socketEnvFor(a.uid, a.defaultHeaders, &a.tokens))
 	}
 	return a.sock, nil
 }

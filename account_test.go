@@ -788,3 +788,33 @@ func TestAccounts_UpdateHeadersOwnOnly(t *testing.T) {
 		t.Fatalf("after removing the Account's header: %v", v)
 	}
 }
+
+// Item 1: an Account's Close cancels its requests in flight with ErrClosed;
+// the client's own requests, held at the same server, are not touched.
+func TestAccounts_CloseEndsItsRequestsInFlight(t *testing.T) {
+	hA := newHold(func(r *http.Request) bool { return r.Header.Get("X-Hold") == "a" })
+	hCur := newHold(func(r *http.Request) bool { return r.Header.Get("X-Hold") == "cur" })
+	e := newEnv(t, envConfig{wrap: rowChain(hA.wrap, hCur.wrap)})
+	ctx := ctxT(t)
+	cur := e.login("current@example.com")
+	a := acctAdd(t, e, "a@example.com")
+	acct, err := e.p.As(a.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inA := rowGo(ctx, acct, "/echo", pigeon.WithHeader("X-Hold", "a"))
+	recv(t, ctx, hA.held)
+	inCur := rowGo(ctx, e.p, "/echo", pigeon.WithHeader("X-Hold", "cur"))
+	recv(t, ctx, hCur.held)
+	if err := acct.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res := recv(t, ctx, inA); !errors.Is(res.err, pigeon.ErrClosed) {
+		t.Fatalf("the Account's request in flight: %v, want ErrClosed", res.err)
+	}
+	hA.Release()
+	hCur.Release()
+	if res := recv(t, ctx, inCur); res.err != nil || rowUID(t, res.resp) != cur.UID {
+		t.Fatalf("the client's request in flight: %v", res.err)
+	}
+}

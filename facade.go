@@ -65,9 +65,9 @@ const (
 	Authenticated   = messages.Authenticated
 )
 
-// SaveAuthParams is a login's result, for SaveNewAuth and SaveAuth. Data is any JSON
-// value the application keeps with the account (json.RawMessage is stored
-// as is).
+// SaveAuthParams is a login's result, for SaveNewAuth and SaveAuth. Data
+// is any JSON value the application keeps with the account
+// (json.RawMessage is stored as is).
 type SaveAuthParams struct {
 	UID          string
 	AccessToken  string
@@ -79,7 +79,9 @@ type SaveAuthParams struct {
 // AuthorizedPigeon is the client for signed-in users: typed HTTP verbs that
 // carry the current account's token, refresh on 401 with one refresh in
 // flight per account, several accounts with a current one, an auth-status
-// stream and sockets. All methods are safe for concurrent use.
+// stream and sockets. It also serves many accounts at once (gateway mode):
+// As, ContextWithAccount, SaveAuth and SubscribeAccounts. All methods are
+// safe for concurrent use.
 type AuthorizedPigeon struct {
 	cfg        *config
 	log        *zap.Logger

@@ -17,7 +17,13 @@ import (
 // AuthorizedPigeon in gateway mode (As(uid).Get) with the raw baseline: a
 // plain net/http client, tuned the same, each caller sending its user's
 // bearer to the same loopback server. "As-per-request" calls As for every
-// request, as a gateway handler that does not keep the Account would.
+// request, as a gateway handler that does not keep the Account would;
+// "ContextWithAccount" sends each request through the client's verbs with
+// the caller's account in its context; "current" is the plain Get of one
+// current account, for reference.
+// Besides wall time it reports cpu-ns/op: the process's CPU time (client
+// and server, both in this process) per request, which other processes'
+// load on the machine does not inflate.
 func BenchmarkGatewayAsGet(b *testing.B) {
 	be := backend.New()
 	defer be.Close()
@@ -40,6 +46,7 @@ func BenchmarkGatewayAsGet(b *testing.B) {
 		b.SetParallelism(httpCallers / max(1, runtimeProcs()))
 		b.ReportAllocs()
 		b.ResetTimer()
+		defer reportCPU(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			tok := pick()
 			for pb.Next() {
@@ -49,11 +56,8 @@ func BenchmarkGatewayAsGet(b *testing.B) {
 			}
 		})
 	})
-	for _, perRequest := range []bool{false, true} {
-		name := "pigeon=As.Get"
-		if perRequest {
-			name = "pigeon=As-per-request.Get"
-		}
+	for _, mode := range []string{"current", "As", "As-per-request", "ContextWithAccount"} {
+		name := "pigeon=" + mode + ".Get"
 		b.Run(name, func(b *testing.B) {
 			tr := tunedTransport()
 			defer tr.CloseIdleConnections()
@@ -68,30 +72,55 @@ func BenchmarkGatewayAsGet(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if mode == "current" {
+				// The facade's plain Get, every caller as one current account.
+				if err := p.SwitchAccount(context.Background(), toks[0].UID); err != nil {
+					b.Fatal(err)
+				}
+			}
 			b.SetParallelism(httpCallers / max(1, runtimeProcs()))
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer reportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				uid := pick().UID
-				a, err := p.As(uid)
-				if err != nil {
-					b.Error(err)
-					return
+				var c pigeon.AppPigeon = p
+				switch mode {
+				case "As", "As-per-request":
+					a, err := p.As(uid)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					c = a
+				case "ContextWithAccount":
+					ctx = pigeon.ContextWithAccount(ctx, uid)
 				}
 				for pb.Next() {
-					if perRequest {
-						if a, err = p.As(uid); err != nil {
+					if mode == "As-per-request" {
+						a, err := p.As(uid)
+						if err != nil {
 							b.Error(err)
 							return
 						}
+						c = a
 					}
-					if _, err := a.Get(ctx, "/echo"); err != nil {
+					if _, err := c.Get(ctx, "/echo"); err != nil {
 						b.Error(err)
 						return
 					}
 				}
 			})
 		})
+	}
+}
+
+// reportCPU starts measuring the process's CPU time; the function it
+// returns reports it per op as cpu-ns/op.
+func reportCPU(b *testing.B) func() {
+	start := processCPU()
+	return func() {
+		b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 	}
 }

@@ -84,6 +84,9 @@ type Transport struct {
 	// Life, when it ends, makes new requests fail with Err and cancels
 	// requests in flight. Zero value: never ends.
 	Life context.Context
+	// Scope is a second lifetime with the same effect (a narrower one:
+	// an account view's, inside the client's Life). Zero value: none.
+	Scope context.Context
 	// Err is the error for requests after Done. Zero value: messages.ErrClosed.
 	Err error
 	// MaxRefusalBody bounds how much of a refused response's body is kept
@@ -109,37 +112,45 @@ func (t *Transport) closedErr() error {
 
 // RoundTrip implements http.RoundTripper. It does not modify req.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return Within(t.Life, t.closedErr(), req, func(ctx context.Context) (*http.Response, error) {
-		return t.roundTrip(ctx, req)
-	})
-}
-
-// Within runs send, which sends req with ctx, bounded by life: when life
-// has ended it fails at once with closed (req's body closed); when life
-// ends while the request or its response body is in flight, ctx is
-// cancelled and the error says closed. ctx is req's context, cancelled
-// once the response body is closed. A nil life is send(req.Context()).
-func Within(life context.Context, closed error, req *http.Request, send func(ctx context.Context) (*http.Response, error)) (*http.Response, error) {
-	if life == nil {
-		return send(req.Context())
+	if t.Life == nil && t.Scope == nil {
+		return t.roundTrip(req.Context(), req)
 	}
-	if life.Err() != nil {
+	ended := func() bool {
+		return t.Life != nil && t.Life.Err() != nil || t.Scope != nil && t.Scope.Err() != nil
+	}
+	closed := t.closedErr()
+	if ended() {
 		closeBody(req)
 		return nil, closed
 	}
+	// One cancellation for the request, fired by either lifetime, undone
+	// when the response body is closed.
 	ctx, cancel := context.WithCancelCause(req.Context())
-	stop := context.AfterFunc(life, func() { cancel(closed) })
-	resp, err := send(ctx)
-	if err != nil {
-		stop()
-		closedNow := life.Err() != nil && req.Context().Err() == nil
+	end := func() { cancel(closed) }
+	var stops [2]func() bool
+	for i, life := range [2]context.Context{t.Life, t.Scope} {
+		if life != nil {
+			stops[i] = context.AfterFunc(life, end)
+		}
+	}
+	release := func() {
+		for _, stop := range stops {
+			if stop != nil {
+				stop()
+			}
+		}
 		cancel(nil)
+	}
+	resp, err := t.roundTrip(ctx, req)
+	if err != nil {
+		closedNow := ended() && req.Context().Err() == nil
+		release()
 		if closedNow {
 			return nil, fmt.Errorf("%w (%v)", closed, err)
 		}
 		return nil, err
 	}
-	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { stop(); cancel(nil) }}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
 }
 
