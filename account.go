@@ -85,7 +85,7 @@ func (p *AuthorizedPigeon) As(uid string) (*Account, error) {
 	// life (inside the client's).
 	rt := *p.rt
 	rt.Tokens, rt.Headers, rt.Scope = &a.tokens, a.defaultHeaders, a.life
-	a.client = newClient(p.cfg, &rt)
+	a.client = newClient(p.cfg, withRetry(p.cfg, a.life, &rt))
 	a.verbs = verbs{&httpCore{client: a.client, baseURL: p.cfg.baseURL, maxBody: p.cfg.maxBody, life: a.life}}
 	return a, nil
 }

@@ -92,7 +92,7 @@ type AuthorizedPigeon struct {
 	coordPID   *actor.PID
 	view       *actors.TokenView
 	tokens     *actors.TokenClient
-	rt         http.RoundTripper // the authorized transport of http, under WithRetry's layer when set
+	rt         *transport.Transport // the authorized transport of http (under WithRetry's layer when set)
 	http       *httpCore
 	verbs      // Get, Post, Put, Patch, Delete over http
 	refresh    *RefreshClient
@@ -155,7 +155,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
-	p.rt = withRetry(cfg, p.life, &transport.Transport{
+	p.rt = &transport.Transport{
 		Base:          plain,
 		Tokens:        p.tokens,
 		ShouldRefresh: refresher.ShouldRefresh,
@@ -163,8 +163,8 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 		Hosts:         authHosts(cfg),
 		AllowInsecure: cfg.allowInsecure,
 		Life:          p.life,
-	})
-	p.http = &httpCore{client: newClient(cfg, p.rt), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
+	}
+	p.http = &httpCore{client: newClient(cfg, withRetry(cfg, p.life, p.rt)), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
 	p.verbs = verbs{p.http}
 	p.sock = newSocketHolder(p.socketEnv())
 	if err := p.accounts.start(p); err != nil {
