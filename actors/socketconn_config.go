@@ -209,3 +209,11 @@ func (c SocketConfig) withDefaults() SocketConfig {
 	c.Listeners = append([]*SocketListener(nil), c.Listeners...)
 	return c
 }
+
+// WriteTimeoutOrDefault returns WriteTimeout or ws.DefaultWriteTimeout.
+func (c SocketConfig) WriteTimeoutOrDefault() time.Duration {
+	if c.WriteTimeout > 0 {
+		return c.WriteTimeout
+	}
+	return ws.DefaultWriteTimeout
+}
