@@ -152,6 +152,26 @@ type sockOutgoing struct {
 	size    int
 }
 
+// sockLink is the state of one connection: the dial under way, then the
+// pump and handshake of the connection it made. dropConn resets it as one
+// value, so nothing of an old connection leaks into the next.
+type sockLink struct {
+	dial     *sockDial
+	pump     *ws.Pump
+	initSent bool
+	initID   string
+	initVer  uint64 // headersVer the init (or last update) carried
+	session  string
+	joining  bool // the JoinID join is sent and its ack not yet received
+	// recovered: the join ack said the server replayed what was missed.
+	recovered    bool
+	lastRx       time.Time
+	pingInterval time.Duration
+	pingGrace    time.Duration
+	pingTimer    ws.Timer
+	upSince      time.Time // init_ack; zero until then
+}
+
 type socketConn struct {
 	rawCfg SocketConfig
 	cfg    SocketConfig
@@ -162,12 +182,18 @@ type socketConn struct {
 	sys    *actor.ActorSystem
 	self   *actor.PID
 
+	// state changes only in moveTo.
 	state   messages.SocketState
 	termErr error
 	pinned  bool  // Connect received (or eager): stay connected
-	joining bool  // the JoinID join is sent and its ack not yet received
 	everUp  bool  // a connection was up (and joined) once
 	lastErr error // why the last connection attempt failed or the last connection ended
+
+	// status and statusOwner: the feed this incarnation publishes into.
+	status      *SocketStatusFeed
+	statusOwner uint64
+	// authSub is the AuthStore subscription (0: none or not yet answered).
+	authSub uint64
 
 	// panicked is a user callback's panic caught while handling the
 	// current message; Receive turns it into a terminal error afterwards.
@@ -177,14 +203,9 @@ type socketConn struct {
 	crash any
 
 	gen         uint64
-	dial        *sockDial
+	link        sockLink
 	dialWG      sync.WaitGroup
-	pump        *ws.Pump
 	closers     sync.WaitGroup // goroutines shutting old pumps down gracefully
-	initSent    bool
-	initID      string
-	initVer     uint64
-	session     string
 	attempt     int
 	rejections  int
 	rejected    http.Header // non-nil: the next header fetch passes it
@@ -193,11 +214,8 @@ type socketConn struct {
 	headers    http.Header
 	headersVer uint64
 
-	lastRx        time.Time
-	pingInterval  time.Duration
-	pingGrace     time.Duration
-	pingTimer     ws.Timer
 	reconnectTmr  ws.Timer
+	nextDelay     time.Duration // the delay reconnectTmr waits
 	lingerTmr     ws.Timer
 	lingerSeq     uint64
 	nextID        uint64
@@ -264,14 +282,22 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		s.onEmit(ctx, m)
 	case *messages.GetState:
 		s.sockRespond(ctx, ctx.Sender(), s.snapshot())
+	case *messages.AuthSubscription:
+		if s.authSub == 0 && s.cfg.AuthStore != nil {
+			s.authSub = m.ID
+		}
+	case *messages.TokensChanged:
+		s.onTokens(m)
+	case *messages.AuthChanged:
+		// The tokens say all a socket needs (TokensChanged).
 	case *sockDialResult:
 		s.onDialResult(m)
 	case *sockFrame:
-		if m.gen == s.gen && s.pump != nil {
+		if m.gen == s.gen && s.link.pump != nil {
 			s.onFrame(m.frame)
 		}
 	case *sockLost:
-		if m.gen == s.gen && s.pump != nil {
+		if m.gen == s.gen && s.link.pump != nil {
 			s.onLost(m.err)
 		}
 	case *sockReconnectTick:
@@ -280,7 +306,7 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 			s.sockDial()
 		}
 	case *sockPingTick:
-		if m.gen == s.gen && s.pump != nil {
+		if m.gen == s.gen && s.link.pump != nil {
 			s.onPingTick()
 		}
 	case *sockLingerTick:
@@ -329,17 +355,27 @@ func (s *socketConn) sockStart(ctx actor.Context) {
 	s.pending = map[string]*sockPending{}
 	s.positions = map[string]wire.Position{}
 	s.listeners = map[uint64]*SocketListener{}
-	s.state = messages.SocketIdle
+	s.status = s.cfg.Status
+	if s.status == nil {
+		s.status = NewSocketStatusFeed() // nobody reads it: one place publishes all the same
+	}
+	s.statusOwner = s.status.claim()
+	s.moveTo(messages.SocketIdle, nil)
 	for _, l := range s.cfg.Listeners {
 		if l.sockAdopt(s.sys, s.self) {
 			s.listeners[l.id] = l
 		}
 	}
 	if err := s.rawCfg.Validate(); err != nil {
-		s.state = messages.SocketFailed
-		s.termErr = err
+		s.moveTo(messages.SocketFailed, err)
 		s.failAll(err)
 		return
+	}
+	if s.cfg.AuthStore != nil {
+		// Follow the account's tokens: a change made anywhere (this
+		// client, another, a message sent straight to the store) reaches
+		// the connection.
+		ctx.Request(s.cfg.AuthStore, &messages.SubscribeAuth{PID: s.self, Tokens: true})
 	}
 	if !s.cfg.Lazy {
 		s.pinned = true
@@ -349,10 +385,50 @@ func (s *socketConn) sockStart(ctx actor.Context) {
 	}
 }
 
+// moveTo is the one place the state changes; it publishes the new status
+// (SocketFailed is published as SocketClosed with the terminal error).
+// cause is the terminal error for SocketFailed, the reason for
+// SocketClosed, and why the connection or attempt ended for
+// SocketReconnecting (whose Delay and Attempt are already set). Connected
+// is published by announceConnected once JoinID is joined, so a
+// subscriber that sees it can use the connection.
+func (s *socketConn) moveTo(st messages.SocketState, cause error) {
+	prev := s.state
+	s.state = st
+	if st == messages.SocketClosed && prev == messages.SocketFailed {
+		return // already published as SocketClosed with the terminal error
+	}
+	status := messages.SocketStatus{State: st}
+	switch st {
+	case messages.SocketConnected:
+		return // announceConnected
+	case messages.SocketConnecting:
+		status.Attempt = s.attempt
+	case messages.SocketReconnecting:
+		status.Attempt, status.Delay, status.Err = s.attempt, s.nextDelay, cause
+	case messages.SocketFailed:
+		s.termErr = cause
+		status.State, status.Err = messages.SocketClosed, cause
+	case messages.SocketClosed:
+		status.Err = cause
+	}
+	s.status.publish(s.statusOwner, status)
+}
+
+// announceConnected publishes SocketConnected once the connection is up
+// and joined.
+func (s *socketConn) announceConnected() {
+	s.status.publish(s.statusOwner, messages.SocketStatus{State: messages.SocketConnected, Recovered: s.link.recovered})
+}
+
 // sockStop ends everything with err (Stopping, Restarting) and waits for
 // every goroutine this incarnation started.
 func (s *socketConn) sockStop(err error) {
 	s.sockShutdown(err, false)
+	if s.authSub != 0 {
+		s.sys.Root.Send(s.cfg.AuthStore, &messages.UnsubscribeAuth{ID: s.authSub})
+		s.authSub = 0
+	}
 	s.dialWG.Wait()
 	s.closers.Wait()
 }
@@ -372,7 +448,7 @@ func (s *socketConn) wanted() bool {
 }
 
 func (s *socketConn) established() bool {
-	return s.state == messages.SocketConnected && s.pump != nil
+	return s.state == messages.SocketConnected && s.link.pump != nil
 }
 
 func (s *socketConn) newID() string {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
 	"github.com/apppigeon/pigeon/messages"
@@ -24,6 +25,27 @@ const (
 	DefaultSocketPingGrace     = 10 * time.Second
 	DefaultSocketHeaderTimeout = 10 * time.Second
 )
+
+// The range a server-sent ping interval or timeout is clamped to (init_ack
+// pingIntervalMs, Engine.IO open pingInterval / pingTimeout): a server
+// cannot make pigeon ping a thousand times a second, nor wait for ever (a
+// huge value would otherwise overflow time.Duration and turn negative).
+const (
+	MinServerPing = time.Second
+	MaxServerPing = 10 * time.Minute
+)
+
+// ServerPing turns a server's ping value in milliseconds into a duration
+// clamped to [MinServerPing, MaxServerPing]. It never overflows.
+func ServerPing(ms int64) time.Duration {
+	switch {
+	case ms <= MinServerPing.Milliseconds():
+		return MinServerPing
+	case ms >= MaxServerPing.Milliseconds():
+		return MaxServerPing
+	}
+	return time.Duration(ms) * time.Millisecond
+}
 
 // SocketDirection says which way an intercepted frame travels.
 type SocketDirection int
@@ -95,7 +117,8 @@ type SocketConfig struct {
 	// every interval, and without any server traffic for
 	// PingInterval+PingGrace the connection is considered lost. A server
 	// value (init_ack pingIntervalMs, Engine.IO open pingInterval /
-	// pingTimeout) overrides. Zero values mean 25s and 10s.
+	// pingTimeout) overrides, clamped by ServerPing to
+	// [MinServerPing, MaxServerPing]. Zero values mean 25s and 10s.
 	PingInterval time.Duration
 	PingGrace    time.Duration
 	// BackoffBase and BackoffMax bound the reconnect delay: attempt n waits
@@ -127,6 +150,22 @@ type SocketConfig struct {
 	// before it dials: they see the events the server sends on connect. In
 	// lazy mode they make the actor dial at once. Zero value: none.
 	Listeners []*SocketListener
+	// Status receives every state transition (see SocketStatusFeed). An
+	// owner that replaces or reopens its socket gives each actor the same
+	// feed. Zero value: the actor keeps a feed of its own nobody reads.
+	Status *SocketStatusFeed
+	// AuthStore, when set, is the AuthStore whose token changes the
+	// connection follows: the actor subscribes (SubscribeAuth with Tokens)
+	// and sends an `update` with the new bearer whenever the followed
+	// account's access token changes, whoever changed it. A socket with a
+	// fixed token, or one that may not carry a bearer, leaves it nil.
+	// Zero value: headers change only through UpdateHeaders.
+	AuthStore *actor.PID
+	// UID is the account followed with AuthStore. Zero value ("") means
+	// the current account, whichever it is (a switch brings the new
+	// account's token). A bound account whose session ends fails the
+	// socket with that session's error (ErrLoggedOut, ErrSessionExpired).
+	UID string
 	// Dial configures the websocket dial (handshake timeout, read limit,
 	// net dialer). Header and Subprotocols are set by the actor from the
 	// header source and the codec. Zero value: ws defaults (10s handshake,

@@ -21,11 +21,11 @@ import (
 // sockDial starts a dial off the mailbox.
 func (s *socketConn) sockDial() {
 	s.gen++
-	s.state = messages.SocketConnecting
+	s.moveTo(messages.SocketConnecting, nil)
 	gen := s.gen
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &sockDial{cancel: cancel}
-	s.dial = d
+	s.link.dial = d
 	url, err := s.codec.DialURL(s.cfg.URL)
 	if err != nil {
 		cancel()
@@ -93,11 +93,11 @@ func (e *sockHeaderError) Error() string {
 func (e *sockHeaderError) Unwrap() error { return e.err }
 
 func (s *socketConn) onDialResult(m *sockDialResult) {
-	if m.gen != s.gen || s.state != messages.SocketConnecting || s.dial != m.dial {
+	if m.gen != s.gen || s.state != messages.SocketConnecting || s.link.dial != m.dial {
 		m.dial.abandon()
 		return
 	}
-	s.dial = nil
+	s.link.dial = nil
 	if m.fetched && m.ver == s.headersVer {
 		s.headers = m.headers
 		s.headersVer++
@@ -128,19 +128,19 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 	}
 	gen := s.gen
 	sys, self := s.sys, s.self
-	s.pump = ws.NewPump(conn, ws.PumpConfig{
+	s.link.pump = ws.NewPump(conn, ws.PumpConfig{
 		OnFrame:      func(f wire.Frame) { sys.Root.Send(self, &sockFrame{sockOwned: sockOwned{s}, gen: gen, frame: f}) },
 		OnReadError:  func(err error) { sys.Root.Send(self, &sockLost{sockOwned: sockOwned{s}, gen: gen, err: err}) },
 		WriteTimeout: s.cfg.WriteTimeout,
 		QueueSize:    s.cfg.WriteQueue,
 	})
-	s.initSent = false
-	s.pingInterval, s.pingGrace = s.cfg.PingInterval, s.cfg.PingGrace
-	s.lastRx = s.clock.Now()
-	s.armPing(s.pingInterval)
-	if s.codec.Name() == wire.SocketIOName {
-		// Engine.IO's open packet comes first; Init follows it. Bound the
-		// wait like an init.
+	s.link.initSent = false
+	s.link.pingInterval, s.link.pingGrace = s.cfg.PingInterval, s.cfg.PingGrace
+	s.link.lastRx = s.clock.Now()
+	s.armPing(s.link.pingInterval)
+	if s.codec.ServerSpeaksFirst() {
+		// The server's open message comes first; Init follows it. Bound
+		// the wait like an init.
 		s.track(s.newID(), &sockPending{kind: sockReqInit, gen: gen})
 		return
 	}
@@ -148,10 +148,10 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 }
 
 func (s *socketConn) sendInit() {
-	s.initSent = true
+	s.link.initSent = true
 	op := wire.Init{ID: s.newID(), Headers: s.headers.Clone()}
-	s.initID = op.ID
-	s.initVer = s.headersVer
+	s.link.initID = op.ID
+	s.link.initVer = s.headersVer
 	if s.codec.ExpectsReply(op) {
 		s.track(op.ID, &sockPending{kind: sockReqInit, gen: s.gen})
 	}
@@ -171,7 +171,7 @@ func (s *socketConn) sendOp(op wire.Op) error {
 
 // sendFrames runs the outbound interceptors and queues the frames.
 func (s *socketConn) sendFrames(frames []wire.Frame) error {
-	if s.pump == nil {
+	if s.link.pump == nil {
 		return ws.ErrPumpClosed
 	}
 	for _, f := range frames {
@@ -182,7 +182,7 @@ func (s *socketConn) sendFrames(frames []wire.Frame) error {
 		if !ok {
 			continue
 		}
-		if err := s.pump.Send(f); err != nil {
+		if err := s.link.pump.Send(f); err != nil {
 			return err
 		}
 	}
@@ -214,26 +214,26 @@ func (s *socketConn) intercept(dir SocketDirection, f wire.Frame) (out wire.Fram
 }
 
 func (s *socketConn) armPing(d time.Duration) {
-	if s.pingTimer != nil {
-		s.pingTimer.Stop()
+	if s.link.pingTimer != nil {
+		s.link.pingTimer.Stop()
 	}
 	gen := s.gen
-	s.pingTimer = s.clock.AfterFunc(d, func() { s.sys.Root.Send(s.self, &sockPingTick{sockOwned: sockOwned{s}, gen: gen}) })
+	s.link.pingTimer = s.clock.AfterFunc(d, func() { s.sys.Root.Send(s.self, &sockPingTick{sockOwned: sockOwned{s}, gen: gen}) })
 }
 
 func (s *socketConn) onPingTick() {
-	s.pingTimer = nil
+	s.link.pingTimer = nil
 	now := s.clock.Now()
-	deadline := s.lastRx.Add(s.pingInterval + s.pingGrace)
+	deadline := s.link.lastRx.Add(s.link.pingInterval + s.link.pingGrace)
 	if !now.Before(deadline) {
 		s.log.Info("socket: no server traffic within ping interval + grace; reconnecting")
-		s.connLost(fmt.Errorf("pigeon/actors: socket: no server traffic for %s", s.pingInterval+s.pingGrace))
+		s.connLost(fmt.Errorf("pigeon/actors: socket: no server traffic for %s", s.link.pingInterval+s.link.pingGrace))
 		return
 	}
 	if s.established() {
 		_ = s.sendOp(wire.Ping{T: now.Unix()})
 	}
-	next := s.pingInterval
+	next := s.link.pingInterval
 	if r := deadline.Sub(now); r < next {
 		next = r
 	}
@@ -244,13 +244,13 @@ func (s *socketConn) onPingTick() {
 // code != 0) and clears the connection-scoped state.
 func (s *socketConn) dropConn(code int, text string) {
 	s.gen++ // frames and timers of the old connection are stale from now on
-	if s.dial != nil {
-		s.dial.abandon()
-		s.dial = nil
+	link := s.link
+	s.link = sockLink{}
+	if link.dial != nil {
+		link.dial.abandon()
 	}
-	if s.pingTimer != nil {
-		s.pingTimer.Stop()
-		s.pingTimer = nil
+	if link.pingTimer != nil {
+		link.pingTimer.Stop()
 	}
 	if s.reconnectTmr != nil {
 		s.reconnectTmr.Stop()
@@ -261,14 +261,10 @@ func (s *socketConn) dropConn(code int, text string) {
 			s.resolve(id)
 		}
 	}
-	s.initSent = false
-	s.joining = false
-	s.session = ""
-	if p := s.pump; p != nil {
+	if p := link.pump; p != nil {
 		// Never wait for the pump here: this handler may be running on
 		// the pump's own reader goroutine (see inlineMailbox). A closer
 		// goroutine waits instead; Stopping waits for the closers.
-		s.pump = nil
 		s.closers.Add(1)
 		if code == 0 {
 			p.Abort()
@@ -311,7 +307,7 @@ func (s *socketConn) scheduleReconnect(cause error) {
 	}
 	s.connectWaiters = nil
 	if !s.wanted() {
-		s.state = messages.SocketIdle
+		s.moveTo(messages.SocketIdle, nil)
 		return
 	}
 	if s.cfg.MaxReconnectAttempts > 0 && s.attempt >= s.cfg.MaxReconnectAttempts {
@@ -320,7 +316,8 @@ func (s *socketConn) scheduleReconnect(cause error) {
 	}
 	delay := s.bo.Delay(s.attempt)
 	s.attempt++
-	s.state = messages.SocketReconnecting
+	s.nextDelay = delay
+	s.moveTo(messages.SocketReconnecting, cause)
 	gen := s.gen
 	s.log.Debug("socket: reconnect scheduled", zap.Duration("delay", delay), zap.Int("attempt", s.attempt), zap.NamedError("cause", cause))
 	s.reconnectTmr = s.clock.AfterFunc(delay, func() { s.sys.Root.Send(s.self, &sockReconnectTick{sockOwned: sockOwned{s}, gen: gen}) })
@@ -344,7 +341,7 @@ func (s *socketConn) rejectedBy(cause error) {
 	s.rejected = rejected
 	s.log.Info("socket: credentials rejected; retrying with fresh headers", zap.Error(cause))
 	if !s.wanted() {
-		s.state = messages.SocketIdle
+		s.moveTo(messages.SocketIdle, nil)
 		return
 	}
 	s.sockDial()
@@ -355,8 +352,7 @@ func (s *socketConn) rejectedBy(cause error) {
 func (s *socketConn) fail(err error, code int) {
 	s.log.Warn("socket: terminal error", zap.Error(err))
 	s.dropConn(code, "")
-	s.state = messages.SocketFailed
-	s.termErr = err
+	s.moveTo(messages.SocketFailed, err)
 	s.failAll(err)
 }
 
@@ -366,12 +362,12 @@ func (s *socketConn) sockShutdown(err error, graceful bool) {
 		return
 	}
 	code := 0
-	if graceful && s.pump != nil {
+	if graceful && s.link.pump != nil {
 		code = websocket.CloseNormalClosure
 	}
 	s.cancelLinger()
 	s.dropConn(code, "")
-	s.state = messages.SocketClosed
+	s.moveTo(messages.SocketClosed, err)
 	s.pinned = false
 	s.failAll(err)
 }
@@ -411,9 +407,9 @@ func (s *socketConn) sockMaybeIdle(expired bool) {
 	}
 	switch s.state {
 	case messages.SocketConnecting, messages.SocketReconnecting:
-		if s.pump == nil {
+		if s.link.pump == nil {
 			s.dropConn(0, "")
-			s.state = messages.SocketIdle
+			s.moveTo(messages.SocketIdle, nil)
 			return
 		}
 	case messages.SocketConnected:
@@ -431,18 +427,22 @@ func (s *socketConn) sockMaybeIdle(expired bool) {
 		_ = s.sendOp(wire.Leave{ID: s.newID(), Channel: s.cfg.JoinID})
 	}
 	delete(s.positions, s.cfg.JoinID)
-	s.dropConn(websocket.CloseNormalClosure, "")
-	s.state = messages.SocketIdle
 	s.attempt = 0
+	s.dropConn(websocket.CloseNormalClosure, "")
+	s.moveTo(messages.SocketIdle, nil)
 }
 
 // onLost classifies a read error of the live connection.
 func (s *socketConn) onLost(err error) {
 	var ce *websocket.CloseError
+	class := wire.CloseRetry
+	if errors.As(err, &ce) {
+		class = s.codec.CloseClass(ce.Code)
+	}
 	switch {
-	case errors.As(err, &ce) && ce.Code == 4003:
+	case class == wire.CloseRefresh:
 		s.rejectedBy(err)
-	case errors.As(err, &ce) && ce.Code >= 4500 && ce.Code <= 4999:
+	case class == wire.CloseTerminal:
 		s.fail(&messages.SocketCloseError{Code: ce.Code, Reason: ce.Text}, 0)
 	case errors.Is(err, websocket.ErrReadLimit):
 		s.fail(&messages.SocketCloseError{Code: websocket.CloseMessageTooBig, Reason: "frame too big", Err: err}, 0)

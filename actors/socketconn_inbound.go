@@ -5,7 +5,6 @@ package actors
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -15,19 +14,19 @@ import (
 )
 
 func (s *socketConn) onFrame(f wire.Frame) {
-	s.lastRx = s.clock.Now()
+	s.link.lastRx = s.clock.Now()
 	f, ok := s.intercept(SocketInbound, f)
 	if !ok {
 		return // dropped (or the interceptor panicked: see Receive)
 	}
 	msgs, err := s.codec.Decode(f)
 	if err != nil {
-		s.fail(&messages.SocketCloseError{Code: 4502, Reason: "bad message", Err: err}, 4502)
+		s.fail(&messages.SocketCloseError{Code: wire.CloseBadMessage, Reason: "bad message", Err: err}, wire.CloseBadMessage)
 		return
 	}
 	gen := s.gen
 	for _, m := range msgs {
-		if gen != s.gen || s.pump == nil {
+		if gen != s.gen || s.link.pump == nil {
 			return // the connection was dropped by an earlier message
 		}
 		s.onMsg(m)
@@ -37,15 +36,15 @@ func (s *socketConn) onFrame(f wire.Frame) {
 func (s *socketConn) onMsg(m wire.Msg) {
 	switch m := m.(type) {
 	case wire.Open:
-		if s.initSent {
+		if s.link.initSent {
 			return
 		}
 		if m.PingInterval > 0 {
-			s.pingInterval = time.Duration(m.PingInterval) * time.Millisecond
+			s.link.pingInterval = ServerPing(m.PingInterval)
 			if m.PingTimeout > 0 {
-				s.pingGrace = time.Duration(m.PingTimeout) * time.Millisecond
+				s.link.pingGrace = ServerPing(m.PingTimeout)
 			}
-			s.armPing(s.pingInterval)
+			s.armPing(s.link.pingInterval)
 		}
 		for id, p := range s.pending { // the open-wait timer
 			if p.kind == sockReqInit {
@@ -71,29 +70,30 @@ func (s *socketConn) onMsg(m wire.Msg) {
 }
 
 func (s *socketConn) onInitAck(m wire.InitAck) {
-	if !s.initSent || s.state == messages.SocketConnected {
+	if !s.link.initSent || s.state == messages.SocketConnected {
 		return
 	}
-	if m.ID != "" && m.ID != s.initID {
+	if m.ID != "" && m.ID != s.link.initID {
 		return
 	}
-	s.resolve(s.initID)
-	s.state = messages.SocketConnected
-	s.session = m.Session
+	s.resolve(s.link.initID)
+	s.link.upSince = s.clock.Now()
+	s.moveTo(messages.SocketConnected, nil)
+	s.link.session = m.Session
 	s.attempt = 0
 	s.rejections = 0
 	if m.PingIntervalMs > 0 {
-		s.pingInterval = time.Duration(m.PingIntervalMs) * time.Millisecond
-		s.armPing(s.pingInterval)
+		s.link.pingInterval = ServerPing(m.PingIntervalMs)
+		s.armPing(s.link.pingInterval)
 	}
-	if s.initVer != s.headersVer {
+	if s.link.initVer != s.headersVer {
 		s.sendUpdate() // headers changed during the handshake
 	}
 	if s.cfg.JoinID != "" {
 		op := wire.Join{ID: s.newID(), Channel: s.cfg.JoinID, Since: s.positions[s.cfg.JoinID]}
 		if s.codec.ExpectsReply(op) {
 			s.track(op.ID, &sockPending{kind: sockReqJoin, gen: s.gen, channel: op.Channel, since: op.Since})
-			s.joining = true
+			s.link.joining = true
 		}
 		if err := s.sendOp(op); err != nil {
 			s.connLost(err)
@@ -112,7 +112,7 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 		}
 		s.sendEmit(o)
 	}
-	if !s.joining {
+	if !s.link.joining {
 		s.answerConnected()
 	}
 	s.sockMaybeIdle(false)
@@ -123,8 +123,9 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 func (s *socketConn) answerConnected() {
 	s.lastErr = nil
 	s.everUp = true
+	s.announceConnected()
 	for _, w := range s.connectWaiters {
-		s.reply(w, &messages.Connected{Session: s.session})
+		s.reply(w, &messages.Connected{Session: s.link.session})
 	}
 	s.connectWaiters = nil
 }
@@ -147,11 +148,12 @@ func (s *socketConn) onAck(m wire.Ack) {
 		if m.Position != (wire.Position{}) {
 			s.positions[ch] = m.Position
 		}
+		s.link.recovered = had && prev != (wire.Position{}) && m.Recovered
 		if had && prev != (wire.Position{}) && !m.Recovered {
 			s.broadcast(messages.SocketEvent{Name: messages.SocketGapEvent, Channel: ch, Position: m.Position, Gap: true}, true)
 		}
-		if p.gen == s.gen && s.joining && p.channel == s.cfg.JoinID {
-			s.joining = false
+		if p.gen == s.gen && s.link.joining && p.channel == s.cfg.JoinID {
+			s.link.joining = false
 			s.answerConnected()
 		}
 	}
@@ -159,7 +161,7 @@ func (s *socketConn) onAck(m wire.Ack) {
 
 func (s *socketConn) onServerError(m wire.Error) {
 	serr := &messages.SocketServerError{Code: m.Code, Message: m.Message, Retryable: m.Retryable}
-	if !s.established() && s.initSent && (m.ID == "" || m.ID == s.initID) {
+	if !s.established() && s.link.initSent && (m.ID == "" || m.ID == s.link.initID) {
 		s.rejectedBy(serr) // init rejected
 		return
 	}
@@ -224,7 +226,7 @@ func (s *socketConn) broadcast(ev messages.SocketEvent, all bool) {
 
 func (s *socketConn) snapshot() *messages.State {
 	st := &messages.State{
-		State: s.state, Err: s.termErr, Generation: s.gen, Attempt: s.attempt, Session: s.session,
+		State: s.state, Err: s.termErr, Generation: s.gen, Attempt: s.attempt, Session: s.link.session,
 		Listeners: len(s.listeners), Buffered: len(s.outbox), PendingAcks: len(s.pending),
 		Dropped: s.droppedClosed, Duplicates: s.duplicates, Positions: map[string]wire.Position{},
 		LastErr: s.lastErr, Step: s.step(),
@@ -241,11 +243,11 @@ func (s *socketConn) snapshot() *messages.State {
 // step names what a connection in progress waits for.
 func (s *socketConn) step() string {
 	switch {
-	case s.dial != nil:
+	case s.link.dial != nil:
 		return "dialing"
-	case s.state == messages.SocketConnecting && s.pump != nil:
+	case s.state == messages.SocketConnecting && s.link.pump != nil:
 		return "handshake"
-	case s.joining:
+	case s.link.joining:
 		return "joining " + s.cfg.JoinID
 	case s.state == messages.SocketReconnecting:
 		return "waiting to reconnect"

@@ -6,8 +6,10 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/apppigeon/pigeon/messages"
@@ -33,12 +35,12 @@ func (s *socketConn) onConnect(ctx actor.Context) {
 		s.termErr = nil
 		s.rejections = 0
 		s.attempt = 0
-		s.state = messages.SocketIdle
+		s.moveTo(messages.SocketIdle, nil)
 	}
 	s.pinned = true
 	s.cancelLinger()
-	if s.established() && !s.joining {
-		s.sockRespond(ctx, ctx.Sender(), &messages.Connected{Session: s.session})
+	if s.established() && !s.link.joining {
+		s.sockRespond(ctx, ctx.Sender(), &messages.Connected{Session: s.link.session})
 		return
 	}
 	if ctx.Sender() != nil {
@@ -72,7 +74,7 @@ func (s *socketConn) sendUpdate() bool {
 		s.log.Warn("socket: sending update failed", zap.Error(err))
 		return false
 	}
-	s.initVer = s.headersVer
+	s.link.initVer = s.headersVer
 	return true
 }
 
@@ -215,7 +217,7 @@ func (s *socketConn) onAckTimeout(id string) {
 		s.reply(p.sender, messages.ErrAckTimeout)
 		s.sockMaybeIdle(false)
 	default:
-		if p.gen == s.gen && s.pump != nil {
+		if p.gen == s.gen && s.link.pump != nil {
 			s.log.Info("socket: request timed out; reconnecting", zap.Int("kind", int(p.kind)))
 			s.connLost(fmt.Errorf("pigeon/actors: socket: %w", messages.ErrAckTimeout))
 		}
@@ -229,5 +231,37 @@ func (s *socketConn) removeOutgoing(id string) {
 			s.outbox = append(s.outbox[:i], s.outbox[i+1:]...)
 			return
 		}
+	}
+}
+
+// onTokens follows the AuthStore: a new access token of the followed
+// account replaces the bearer (one `update` on a live connection; the next
+// init otherwise). The same token again changes nothing.
+func (s *socketConn) onTokens(m *messages.TokensChanged) {
+	if s.state == messages.SocketClosed || s.state == messages.SocketFailed {
+		return
+	}
+	if s.cfg.UID == "" && !m.Current || s.cfg.UID != "" && m.Snapshot.UID != s.cfg.UID {
+		return
+	}
+	if m.Ended != 0 {
+		if s.cfg.UID != "" {
+			s.fail(fmt.Errorf("pigeon/actors: socket: account %q: %w", s.cfg.UID, m.Ended.Err()), websocket.CloseNormalClosure)
+		}
+		return // following the current account: its owner decides (LogOut disconnects)
+	}
+	bearer := "Bearer " + string(m.Snapshot.AccessToken)
+	if m.Snapshot.AccessToken == "" || s.headers.Get("Authorization") == bearer {
+		return
+	}
+	h := s.headers.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Authorization", bearer)
+	s.headers = h
+	s.headersVer++
+	if s.established() {
+		s.sendUpdate()
 	}
 }
