@@ -33,6 +33,8 @@ type AppPigeon interface {
 	// EmitWithAck emits and waits for the server's ack, returning its data.
 	EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error)
 	DisconnectSocket() error
+	// SubscribeSocketState returns the socket's state stream (socket.go).
+	SubscribeSocketState(ctx context.Context) (<-chan SocketStatus, error)
 	// UpdateHeaders changes the default headers at run time: each key is
 	// set, a key with an empty value is removed; a live socket gets them.
 	UpdateHeaders(h map[string]string)
@@ -142,7 +144,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.storePID = root.SpawnPrefix(actors.NewAuthStoreProps(store,
 		actors.WithSnapshot(p.view.Snapshot()), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
 	ropts := []actors.RefreshOption{actors.WithRefreshLogger(cfg.logger), actors.WithRefreshClock(cfg.now),
-		actors.WithOnRefreshed(p.onRefreshed), actors.WithRefreshWindows(cfg.refreshAhead, 0)}
+		actors.WithRefreshWindows(cfg.refreshAhead, 0)}
 	if cfg.refreshTimeout > 0 {
 		ropts = append(ropts, actors.WithRefreshTimeout(cfg.refreshTimeout))
 	}
@@ -314,9 +316,6 @@ func (p *AuthorizedPigeon) SaveNewAuth(ctx context.Context, a SaveAuthParams) er
 		}
 	}
 	_, err := p.ask(ctx, &messages.SaveAuth{Record: rec, MakeCurrent: true})
-	if err == nil {
-		p.sock.tokenChanged()
-	}
 	return err
 }
 
@@ -346,9 +345,6 @@ func (p *AuthorizedPigeon) AllAuths(ctx context.Context) ([]AuthRecord, error) {
 // follows the current account gets its headers as an `update`.
 func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error {
 	_, err := p.ask(ctx, &messages.SwitchAccount{UID: uid})
-	if err == nil {
-		p.sock.tokenChanged()
-	}
 	return err
 }
 
@@ -438,12 +434,6 @@ func (p *AuthorizedPigeon) close() error {
 		p.system.Shutdown()
 	}
 	return errors.Join(errs...)
-}
-
-func (p *AuthorizedPigeon) onRefreshed(s messages.TokenSnapshot) {
-	if cur := p.view.Current(); cur != nil && cur.UID == s.UID {
-		p.sock.tokenChanged()
-	}
 }
 
 // noTokens is the TokenSource of the plain (refresh) client: no bearer.
