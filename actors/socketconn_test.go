@@ -46,6 +46,17 @@ func newSockEnv(t *testing.T, mut func(*SocketConfig)) *sockEnv {
 // later could miss its first frames).
 func newSockEnvWith(t *testing.T, setup func(*fakeServer), mut func(*SocketConfig)) *sockEnv {
 	t.Helper()
+	return newSockEnvIn(t, setup, func(_ *actor.ActorSystem, c *SocketConfig) {
+		if mut != nil {
+			mut(c)
+		}
+	})
+}
+
+// newSockEnvIn is newSockEnvWith whose mut also gets the actor system (to
+// spawn actors the socket talks to, such as an AuthStore).
+func newSockEnvIn(t *testing.T, setup func(*fakeServer), mut func(*actor.ActorSystem, *SocketConfig)) *sockEnv {
+	t.Helper()
 	sys := NewSystem(zaptest.NewLogger(t), WithDeadLetterThrottle(time.Millisecond))
 	t.Cleanup(sys.Shutdown)
 	srv := newFakeServer(t)
@@ -65,9 +76,7 @@ func newSockEnvWith(t *testing.T, setup func(*fakeServer), mut func(*SocketConfi
 		Rand:           rand.New(rand.NewPCG(1, 2)),
 		Logger:         zaptest.NewLogger(t),
 	}
-	if mut != nil {
-		mut(&cfg)
-	}
+	mut(sys, &cfg)
 	pid := sys.Root.Spawn(NewSocketConnProps(cfg))
 	e := &sockEnv{t: t, sys: sys, pid: pid, srv: srv, clock: clock, cfg: &cfg}
 	t.Cleanup(func() { e.stop() })

@@ -50,7 +50,7 @@ type SocketStatusSubscription struct {
 	feed    *SocketStatusFeed
 	id      uint64
 	dropped atomic.Uint64
-	stop    func() bool // the context watch, nil without one
+	stop    func() bool // the context watch
 }
 
 // Current returns the status the socket is in.
@@ -62,8 +62,8 @@ func (f *SocketStatusFeed) Current() messages.SocketStatus {
 
 // Subscribe returns a subscription with a queue of buffer entries (zero or
 // less means DefaultSocketStatusBuffer) holding the current status. When
-// ctx ends the subscription closes (ctx may be nil: until Close). On a
-// closed feed C is closed at once, after the last status.
+// ctx ends the subscription closes. On a closed feed C is closed at once,
+// after the last status.
 func (f *SocketStatusFeed) Subscribe(ctx context.Context, buffer int) *SocketStatusSubscription {
 	if buffer <= 0 {
 		buffer = DefaultSocketStatusBuffer
@@ -81,16 +81,14 @@ func (f *SocketStatusFeed) Subscribe(ctx context.Context, buffer int) *SocketSta
 	s.id = f.nextSub
 	f.subs[s.id] = s
 	f.mu.Unlock()
-	if ctx != nil {
-		s.stop = context.AfterFunc(ctx, func() { s.end() })
-	}
+	s.stop = context.AfterFunc(ctx, func() { s.end() })
 	return s
 }
 
 // Close ends the subscription: C is closed (what is queued stays
 // readable). Idempotent.
 func (s *SocketStatusSubscription) Close() {
-	if s.stop != nil {
+	if s.stop != nil { // nil on a feed closed before Subscribe
 		s.stop()
 	}
 	s.end()
