@@ -24,6 +24,7 @@ const (
 	DefaultSocketPingInterval  = 25 * time.Second
 	DefaultSocketPingGrace     = 10 * time.Second
 	DefaultSocketHeaderTimeout = 10 * time.Second
+	DefaultSocketStableAfter   = 5 * time.Second
 )
 
 // The range a server-sent ping interval or timeout is clamped to (init_ack
@@ -125,6 +126,13 @@ type SocketConfig struct {
 	// uniformly in [0, min(max, base·2ⁿ)]. Zero values mean 200ms and 20s.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// StableAfter is how long a connection must stay up (counted from
+	// init_ack) to count as healthy: only its loss starts the reconnect
+	// backoff and the credential-rejection budget over. A connection lost
+	// sooner counts as a failed attempt, so the backoff keeps growing
+	// (and MaxReconnectAttempts keeps counting) while a server flaps.
+	// Zero value means 5s.
+	StableAfter time.Duration
 	// FailFast makes a failed attempt terminal (SocketFailed with its
 	// error) until a connection has been up and joined once: a caller
 	// waiting for the first connection learns why it failed and nothing
@@ -133,7 +141,8 @@ type SocketConfig struct {
 	// headers. Zero value: retry with backoff from the first attempt.
 	FailFast bool
 	// MaxReconnectAttempts ends reconnecting with ErrReconnectExhausted
-	// after that many consecutive failed attempts. Zero value: unlimited.
+	// after that many consecutive failed attempts (a connection lost
+	// before StableAfter counts as one). Zero value: unlimited.
 	MaxReconnectAttempts int
 	// Clock drives every timer. Zero value means ws.RealClock().
 	Clock ws.Clock
@@ -206,6 +215,7 @@ func (c SocketConfig) Validate() error {
 	neg("PingGrace", int64(c.PingGrace))
 	neg("MaxReconnectAttempts", int64(c.MaxReconnectAttempts))
 	neg("HeaderTimeout", int64(c.HeaderTimeout))
+	neg("StableAfter", int64(c.StableAfter))
 	if c.Overflow < messages.OverflowDropOldest || c.Overflow > messages.OverflowClose {
 		errs = append(errs, errors.New("pigeon/actors: socket: unknown Overflow policy"))
 	}
@@ -236,6 +246,9 @@ func (c SocketConfig) withDefaults() SocketConfig {
 	}
 	if c.PingGrace == 0 {
 		c.PingGrace = DefaultSocketPingGrace
+	}
+	if c.StableAfter == 0 {
+		c.StableAfter = DefaultSocketStableAfter
 	}
 	if c.Clock == nil {
 		c.Clock = ws.RealClock()

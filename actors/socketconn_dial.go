@@ -156,8 +156,19 @@ func (s *socketConn) sendInit() {
 		s.track(op.ID, &sockPending{kind: sockReqInit, gen: s.gen})
 	}
 	if err := s.sendOp(op); err != nil {
-		s.connLost(err)
+		s.sendFailed(err)
 	}
+}
+
+// sendFailed handles a write the live connection refused. A closed pump
+// means its reader has already seen why the connection ended (the
+// server's close frame, say 4003) and reports it (sockLost): wait for
+// that rather than guess. Any other failure loses the connection now.
+func (s *socketConn) sendFailed(err error) {
+	if errors.Is(err, ws.ErrPumpClosed) && s.link.pump != nil {
+		return
+	}
+	s.connLost(err)
 }
 
 // sendOp encodes op and queues its frames (sendFrames).
@@ -246,6 +257,12 @@ func (s *socketConn) dropConn(code int, text string) {
 	s.gen++ // frames and timers of the old connection are stale from now on
 	link := s.link
 	s.link = sockLink{}
+	if !link.upSince.IsZero() && s.clock.Now().Sub(link.upSince) >= s.cfg.StableAfter {
+		// It stayed up: the next loss starts the backoff (and the
+		// credential budget) over. One that did not counts as a failed
+		// attempt, so the backoff keeps growing while a server flaps.
+		s.attempt, s.rejections = 0, 0
+	}
 	if link.dial != nil {
 		link.dial.abandon()
 	}
@@ -328,16 +345,27 @@ func (s *socketConn) scheduleReconnect(cause error) {
 func (s *socketConn) rejectedBy(cause error) {
 	s.lastErr = cause
 	rejected := s.headers.Clone()
+	accepted := !s.link.upSince.IsZero() // the server took these credentials, then refused them
 	s.dropConn(0, "")
+	if rejected == nil {
+		rejected = http.Header{}
+	}
 	if s.rejections >= 1 {
-		s.fail(&messages.SocketRejectedError{Err: cause}, 0)
+		if !accepted {
+			s.fail(&messages.SocketRejectedError{Err: cause}, 0)
+			return
+		}
+		// Accepted, then refused before the connection proved stable:
+		// fetch fresh headers again, but only after this backoff step,
+		// so a server that flaps on credentials costs one refresh per
+		// step, not a refresh loop.
+		s.rejected, s.rejectCause = rejected, cause
+		s.log.Info("socket: credentials refused again; fresh headers after the backoff", zap.Error(cause))
+		s.scheduleReconnect(cause)
 		return
 	}
 	s.rejections++
 	s.rejectCause = cause
-	if rejected == nil {
-		rejected = http.Header{}
-	}
 	s.rejected = rejected
 	s.log.Info("socket: credentials rejected; retrying with fresh headers", zap.Error(cause))
 	if !s.wanted() {

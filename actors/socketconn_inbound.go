@@ -80,8 +80,6 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 	s.link.upSince = s.clock.Now()
 	s.moveTo(messages.SocketConnected, nil)
 	s.link.session = m.Session
-	s.attempt = 0
-	s.rejections = 0
 	if m.PingIntervalMs > 0 {
 		s.link.pingInterval = ServerPing(m.PingIntervalMs)
 		s.armPing(s.link.pingInterval)
@@ -96,7 +94,7 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 			s.link.joining = true
 		}
 		if err := s.sendOp(op); err != nil {
-			s.connLost(err)
+			s.sendFailed(err)
 			return
 		}
 	}

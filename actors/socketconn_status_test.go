@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
 
 	"github.com/apppigeon/pigeon/messages"
 	"github.com/apppigeon/pigeon/persistence"
@@ -303,5 +305,46 @@ func TestServerPing_ClampedToItsRange(t *testing.T) {
 		if err := e.clock.WaitFor(tctx(t), func(p []time.Duration) bool { return slices.Contains(p, tc.want) }); err != nil {
 			t.Fatalf("pingIntervalMs %d: timers %v, want a %v ping", tc.ms, e.clock.Pending(), tc.want)
 		}
+	}
+}
+
+// A server that accepts the credentials and then refuses them (close 4003)
+// at once, again and again, gets one refresh per backoff step: the first
+// refusal retries at once with fresh headers, every later one waits for a
+// growing backoff delay first.
+func TestSocketFlaps_OneRefreshPerBackoffStep(t *testing.T) {
+	var refreshes atomic.Int64
+	twin := ws.NewBackoff(0, 0, rand.New(rand.NewPCG(1, 2)))
+	e := newSockEnvWith(t, func(s *fakeServer) {
+		s.setHandle(func(c *fakeConn, f fakeFrame) bool {
+			if f.Type != "init" {
+				return false
+			}
+			c.send(map[string]any{"type": "init_ack", "id": f.ID, "payload": map[string]any{"session": "s"}})
+			// The close frame only: the client answers it and closes, so it
+			// reads the 4003 rather than a reset.
+			c.wmu.Lock()
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4003, "token expired"), time.Now().Add(5*time.Second))
+			c.wmu.Unlock()
+			return true
+		})
+	}, func(c *SocketConfig) {
+		c.Headers = func(_ context.Context, rejected http.Header) (http.Header, error) {
+			if rejected != nil {
+				refreshes.Add(1)
+			}
+			return http.Header{"Authorization": {"Bearer T1"}}, nil
+		}
+	})
+	e.listen("")
+	for step := range 3 {
+		got := e.waitShortTimer()
+		if n := refreshes.Load(); n != int64(step+1) {
+			t.Fatalf("step %d: %d refreshes, want %d", step, n, step+1)
+		}
+		if want := twin.Delay(step); got != want {
+			t.Fatalf("step %d: delay %v, want %v", step, got, want)
+		}
+		e.clock.Advance(got)
 	}
 }
