@@ -48,6 +48,12 @@ func ServerPing(ms int64) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
+// MaxStreamSeq is the largest sequence number used as a stream position
+// (2⁵³−1, the largest integer every JSON peer represents exactly). An
+// event above it is delivered but not remembered, so a server that sends
+// 2⁶⁴−1 once cannot make every later event of its epoch a duplicate.
+const MaxStreamSeq = 1<<53 - 1
+
 // SocketDirection says which way an intercepted frame travels.
 type SocketDirection int
 

@@ -143,7 +143,7 @@ func (s *socketConn) onAck(m wire.Ack) {
 			ch = m.Channel
 		}
 		prev, had := s.positions[ch]
-		if m.Position != (wire.Position{}) {
+		if m.Position != (wire.Position{}) && m.Position.Seq <= MaxStreamSeq {
 			s.positions[ch] = m.Position
 		}
 		s.link.recovered = had && prev != (wire.Position{}) && m.Recovered
@@ -185,7 +185,11 @@ func (s *socketConn) onEvent(m wire.Event) {
 	if m.AckID != "" {
 		_ = s.sendOp(wire.EventAck{ID: m.AckID})
 	}
-	if m.Position != (wire.Position{}) {
+	if m.Position.Seq > MaxStreamSeq {
+		// Out of range: delivered, but never a position, so it cannot
+		// make every later event look like a duplicate.
+		s.log.Warn("socket: event seq out of range; not used for dedupe", zap.String("channel", m.Channel), zap.Uint64("seq", m.Position.Seq))
+	} else if m.Position != (wire.Position{}) {
 		last, ok := s.positions[m.Channel]
 		if ok && last.Epoch == m.Position.Epoch && m.Position.Seq <= last.Seq {
 			s.duplicates++

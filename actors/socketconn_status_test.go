@@ -348,3 +348,24 @@ func TestSocketFlaps_OneRefreshPerBackoffStep(t *testing.T) {
 		e.clock.Advance(got)
 	}
 }
+
+// A seq of 2⁶⁴−1 from the server is delivered but never becomes the
+// channel's position: the events after it are not taken for duplicates,
+// and dedupe still works.
+func TestSocketSeq_HugeSequenceDoesNotPoisonDedupe(t *testing.T) {
+	e := newSockEnv(t, nil)
+	l := e.listen("msg")
+	c := e.acceptJoined()
+	for _, seq := range []uint64{5, math.MaxUint64, 6, 6, 7} {
+		c.event("room:42", "msg", seq, `{}`)
+	}
+	for _, want := range []uint64{5, math.MaxUint64, 6, 7} {
+		if ev := recvEvent(t, l); ev.Position.Seq != want {
+			t.Fatalf("event seq %d, want %d", ev.Position.Seq, want)
+		}
+	}
+	st := e.state()
+	if st.Duplicates != 1 || st.Positions["room:42"].Seq != 7 {
+		t.Fatalf("duplicates %d, position %+v; want 1 and seq 7", st.Duplicates, st.Positions["room:42"])
+	}
+}
