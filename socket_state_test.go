@@ -31,13 +31,14 @@ type v1Server struct {
 	srv      *httptest.Server
 	big      int
 	refusing atomic.Bool
+	pings    chan struct{} // one value per client ping (dropped when full)
 	mu       sync.Mutex
 	conns    []*websocket.Conn
 }
 
 func newV1Server(t *testing.T, tlsServer bool, big int) *v1Server {
 	t.Helper()
-	s := &v1Server{big: big}
+	s := &v1Server{big: big, pings: make(chan struct{}, 8)}
 	up := websocket.Upgrader{Subprotocols: []string{"pigeon.v1"}}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.refusing.Load() {
@@ -70,6 +71,10 @@ func newV1Server(t *testing.T, tlsServer bool, big int) *v1Server {
 					_ = c.WriteJSON(map[string]any{"type": "event", "payload": map[string]any{"channel": "room", "event": "big", "epoch": "e", "seq": 1, "data": json.RawMessage(data)}})
 				}
 			case "ping":
+				select {
+				case s.pings <- struct{}{}:
+				default:
+				}
 			default:
 				_ = c.WriteJSON(map[string]any{"type": "ack", "id": f.ID, "payload": map[string]any{}})
 			}
@@ -324,6 +329,21 @@ func TestWithSocketHandshakeTimeout_BoundsASilentServer(t *testing.T) {
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("SocketInit = %v, want a handshake timeout", err)
+	}
+}
+
+// WithSocketPing sets pigeon.v1's keep-alive: with a short interval the
+// client pings a server that never pings itself (the default, 25s, would
+// not within the test).
+func TestWithSocketPing_SetsTheKeepAlive(t *testing.T) {
+	s := newV1Server(t, false, 0)
+	ctx := ctxT(t)
+	g := newGhostFor(t, s, pigeon.WithSocketPing(20*time.Millisecond, time.Minute))
+	if err := g.SocketInit(ctx, pigeon.SocketConnectParams{URL: s.url(), JoinID: "room"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		recv(t, ctx, s.pings)
 	}
 }
 
