@@ -462,3 +462,14 @@ func (s *accountSet) close() {
 	}
 	s.wg.Wait()
 }
+
+// SubscribeSocketState returns this account's socket state stream: the
+// current state first, then every transition (see
+// AuthorizedPigeon.SubscribeSocketState).
+func (a *Account) SubscribeSocketState(ctx context.Context) (<-chan SocketStatus, error) {
+	s, err := a.openSocket()
+	if err != nil {
+		return nil, err
+	}
+	return s.subscribeState(ctx)
+}

@@ -33,6 +33,8 @@ type AppPigeon interface {
 	// EmitWithAck emits and waits for the server's ack, returning its data.
 	EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error)
 	DisconnectSocket() error
+	// SubscribeSocketState returns the socket's state stream (socket.go).
+	SubscribeSocketState(ctx context.Context) (<-chan SocketStatus, error)
 	// UpdateHeaders changes the default headers at run time: each key is
 	// set, a key with an empty value is removed; a live socket gets them.
 	UpdateHeaders(h map[string]string)
@@ -148,7 +150,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.storePID = root.SpawnPrefix(actors.NewAuthStoreProps(store,
 		actors.WithView(p.view), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
 	ropts := []actors.RefreshOption{actors.WithRefreshLogger(cfg.logger), actors.WithRefreshClock(cfg.now),
-		actors.WithOnRefreshed(p.onRefreshed), actors.WithRefreshWindows(cfg.refreshAhead, 0)}
+		actors.WithRefreshWindows(cfg.refreshAhead, 0)}
 	if cfg.refreshTimeout > 0 {
 		ropts = append(ropts, actors.WithRefreshTimeout(cfg.refreshTimeout))
 	}
@@ -318,10 +320,7 @@ func (p *AuthorizedPigeon) saveAuth(ctx context.Context, op string, a SaveAuthPa
 			rec.Data = b
 		}
 	}
-	saved, err := askAs[*messages.SavedAuth](ctx, p, &messages.SaveAuth{Record: rec, MakeCurrent: makeCurrent})
-	if err == nil {
-		p.tokenChanged(saved.Snapshot.UID)
-	}
+	_, err := askAs[*messages.SavedAuth](ctx, p, &messages.SaveAuth{Record: rec, MakeCurrent: makeCurrent})
 	return err
 }
 
@@ -351,9 +350,6 @@ func (p *AuthorizedPigeon) AllAuths(ctx context.Context) ([]AuthRecord, error) {
 // follows the current account gets its headers as an `update`.
 func (p *AuthorizedPigeon) SwitchAccount(ctx context.Context, uid string) error {
 	_, err := p.ask(ctx, &messages.SwitchAccount{UID: uid})
-	if err == nil {
-		p.sock.tokenChanged()
-	}
 	return err
 }
 
@@ -451,17 +447,6 @@ func (p *AuthorizedPigeon) close() error {
 		p.system.Shutdown()
 	}
 	return errors.Join(errs...)
-}
-
-func (p *AuthorizedPigeon) onRefreshed(s messages.TokenSnapshot) { p.tokenChanged(s.UID) }
-
-// tokenChanged pushes uid's new token to the sockets speaking for it: the
-// client's socket when uid is current, and uid's Accounts' sockets.
-func (p *AuthorizedPigeon) tokenChanged(uid string) {
-	if cur := p.view.Current(); cur != nil && cur.UID == uid {
-		p.sock.tokenChanged()
-	}
-	p.accounts.tokenChanged(uid)
 }
 
 // noTokens is the TokenSource of the plain (refresh) client: no bearer.

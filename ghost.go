@@ -75,6 +75,7 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 		Life:          g.life,
 	})), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
 	g.sock = newSocketHolder(socketEnv{
+		dial:   socketDial(cfg), // no store: SetAuthToken pushes the bearer
 		system: g.actorSystem, logger: cfg.logger, cfg: cfg.socket, policy: socketPolicy(cfg),
 		headers: func(ctx context.Context, _ http.Header) (http.Header, error) { return g.socketHeaders(ctx) },
 		current: func() http.Header { h, _ := g.socketHeaders(context.Background()); return h },
@@ -164,6 +165,15 @@ func (g *GhostPigeon) Emit(ctx context.Context, event string, data any) error {
 // EmitWithAck is Emit that waits for the server's acknowledgement.
 func (g *GhostPigeon) EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error) {
 	return g.sock.emit(ctx, event, data, true)
+}
+
+// SubscribeSocketState returns the socket's state stream like
+// AuthorizedPigeon.SubscribeSocketState.
+func (g *GhostPigeon) SubscribeSocketState(ctx context.Context) (<-chan SocketStatus, error) {
+	if g.life.Err() != nil {
+		return nil, ErrClosed
+	}
+	return g.sock.subscribeState(ctx)
 }
 
 // DisconnectSocket closes the socket. Idempotent.

@@ -2,6 +2,7 @@ package pigeon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/apppigeon/pigeon/messages"
 	"github.com/apppigeon/pigeon/transport"
 	"github.com/apppigeon/pigeon/transport/wire"
+	"github.com/apppigeon/pigeon/transport/ws"
 )
 
 // SocketConnectParams says where the socket connects. Token "" means the
@@ -71,6 +73,12 @@ func (s *Subscription) Err() error { return s.l.Err() }
 func (s *Subscription) Dropped() uint64 { return s.l.Dropped() }
 
 type socketConfig struct {
+	reconnect    *ReconnectPolicy
+	readLimit    int64
+	handshake    time.Duration
+	tls          *tls.Config
+	pingInterval time.Duration
+	pingGrace    time.Duration
 	lazy         bool
 	linger       time.Duration
 	queue        int
@@ -83,6 +91,137 @@ type socketConfig struct {
 }
 
 func defaultSocketConfig() socketConfig { return socketConfig{} }
+
+// SocketState is a socket's lifecycle state as SubscribeSocketState
+// reports it.
+type SocketState = messages.SocketState
+
+// The states of a socket's state stream. SocketClosed is the end of a
+// socket: on purpose (DisconnectSocket, Close: Err matches ErrClosed) or
+// not (Err says why: ErrReconnectExhausted, a terminal close code, a
+// rejection). A SocketInit after it starts a new socket, whose states
+// follow on the same stream.
+const (
+	SocketIdle         = messages.SocketIdle
+	SocketConnecting   = messages.SocketConnecting
+	SocketConnected    = messages.SocketConnected
+	SocketReconnecting = messages.SocketReconnecting
+	SocketClosed       = messages.SocketClosed
+)
+
+// SocketStatus is one entry of the state stream: State, the reconnect
+// Attempt and the Delay before it (SocketReconnecting), Recovered (a
+// SocketConnected after a lost connection on which the server replayed
+// everything missed on the JoinID channel) and Err, the cause.
+type SocketStatus = messages.SocketStatus
+
+// ErrReconnectExhausted: the socket ran out of reconnect attempts
+// (WithReconnect's MaxAttempts). The socket is SocketClosed with it; Emit
+// and Listen return it until the next SocketInit.
+var ErrReconnectExhausted = messages.ErrReconnectExhausted
+
+// ReconnectPolicy bounds a socket's reconnects: attempt n waits uniformly
+// in [0, min(MaxDelay, MinDelay·2ⁿ)] (full jitter); after MaxAttempts
+// consecutive failed attempts the socket ends with ErrReconnectExhausted.
+// Zero values: unlimited attempts, 200ms, 20s.
+type ReconnectPolicy struct {
+	MaxAttempts        int
+	MinDelay, MaxDelay time.Duration
+}
+
+// WithReconnect sets the socket's reconnect policy. Negative values, or a
+// MaxDelay below MinDelay, are an error. Zero value (option absent):
+// unlimited attempts between 200ms and 20s.
+func WithReconnect(p ReconnectPolicy) Option {
+	return optionFunc(func(c *config) error {
+		if p.MaxAttempts < 0 || p.MinDelay < 0 || p.MaxDelay < 0 {
+			return fmt.Errorf("pigeon: WithReconnect: negative value in %+v", p)
+		}
+		if p.MaxDelay != 0 && p.MaxDelay < p.MinDelay {
+			return fmt.Errorf("pigeon: WithReconnect: MaxDelay %v below MinDelay %v", p.MaxDelay, p.MinDelay)
+		}
+		c.socket.reconnect = &p
+		return nil
+	})
+}
+
+// WithSocketReadLimit sets the largest server message the socket accepts;
+// a larger one ends the socket with close 1009 (a *SocketCloseError).
+// Zero value (option absent): 1 MiB.
+func WithSocketReadLimit(bytes int64) Option {
+	return optionFunc(func(c *config) error {
+		if bytes <= 0 {
+			return errors.New("pigeon: WithSocketReadLimit: not positive")
+		}
+		c.socket.readLimit = bytes
+		return nil
+	})
+}
+
+// WithSocketHandshakeTimeout bounds the websocket opening handshake. Zero
+// value (option absent): 10s.
+func WithSocketHandshakeTimeout(d time.Duration) Option {
+	return positiveDuration("WithSocketHandshakeTimeout", d, func(c *socketConfig) { c.handshake = d })
+}
+
+// positiveDuration is an option that sets a duration that must be
+// positive.
+func positiveDuration(name string, d time.Duration, set func(*socketConfig)) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return errors.New("pigeon: " + name + ": not positive")
+		}
+		set(&c.socket)
+		return nil
+	})
+}
+
+// WithSocketTLSConfig sets the TLS configuration of wss:// connections
+// (cloned; not changed afterwards). Zero value (option absent): the
+// TLSClientConfig of WithHTTPClient's transport when it is an
+// *http.Transport, else crypto/tls defaults. The socket takes that
+// transport's Proxy and DialContext too, so the socket and HTTP reach the
+// server the same way.
+func WithSocketTLSConfig(cfg *tls.Config) Option {
+	return optionFunc(func(c *config) error {
+		if cfg == nil {
+			return errors.New("pigeon: WithSocketTLSConfig: nil")
+		}
+		c.socket.tls = cfg.Clone()
+		return nil
+	})
+}
+
+// WithSocketPing sets pigeon.v1's keep-alive: a ping every interval, and
+// a connection without server traffic for interval+grace is lost (and
+// reconnected). A server's init_ack pingIntervalMs overrides the
+// interval; socket.io always uses the server's pingInterval and
+// pingTimeout. Server values are clamped to [1s, 10m]. Zero value (option
+// absent): 25s and 10s.
+func WithSocketPing(interval, grace time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if interval <= 0 || grace <= 0 {
+			return errors.New("pigeon: WithSocketPing: interval and grace must be positive")
+		}
+		c.socket.pingInterval, c.socket.pingGrace = interval, grace
+		return nil
+	})
+}
+
+// socketDial is the websocket dial of c's sockets: the socket options,
+// and what WithHTTPClient's *http.Transport says about reaching servers.
+func socketDial(c *config) ws.DialConfig {
+	d := ws.DialConfig{ReadLimit: c.socket.readLimit, HandshakeTimeout: c.socket.handshake, TLSClientConfig: c.socket.tls}
+	if c.httpClient != nil {
+		if t, ok := c.httpClient.Transport.(*http.Transport); ok {
+			if d.TLSClientConfig == nil && t.TLSClientConfig != nil {
+				d.TLSClientConfig = t.TLSClientConfig.Clone()
+			}
+			d.Proxy, d.NetDialContext = t.Proxy, t.DialContext
+		}
+	}
+	return d
+}
 
 // WithLazySocket opens the socket only while listeners exist (mid's
 // behaviour): SocketInit records where to connect; the first Listen (or
@@ -127,13 +266,7 @@ func WithEmitBuffer(count, bytes int) Option {
 // WithAckTimeout bounds every socket request that waits for the server
 // (init, join, update, EmitWithAck). Zero value: 10s.
 func WithAckTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d <= 0 {
-			return errors.New("pigeon: WithAckTimeout: not positive")
-		}
-		c.socket.ackTimeout = d
-		return nil
-	})
+	return positiveDuration("WithAckTimeout", d, func(c *socketConfig) { c.ackTimeout = d })
 }
 
 // WithSocketInterceptor adds a frame interceptor; interceptors run in the
@@ -180,6 +313,14 @@ type PanicError = messages.PanicError
 
 // socketEnv is what a client gives its socket.
 type socketEnv struct {
+	// dial is the websocket dial configuration (socketDial).
+	dial ws.DialConfig
+	// store is the AuthStore whose token changes the socket follows
+	// itself (nil: a ghost, whose bearer is pushed with UpdateHeaders).
+	store *actor.PID
+	// uid is the account the socket follows in store; "" means the
+	// current account.
+	uid string
 	// system returns the actor system sockets are spawned in (created on
 	// first use by a ghost client).
 	system func() *actor.ActorSystem
@@ -196,9 +337,6 @@ type socketEnv struct {
 	// current returns the headers as they are now, without waiting (for
 	// live updates).
 	current func() http.Header
-	// uid is the account the socket speaks for; "" follows the current
-	// account.
-	uid string
 }
 
 // socketPolicy is the bearer rule of c's HTTP Transport, for sockets.
@@ -230,9 +368,15 @@ type socketHolder struct {
 	// fails until the next SocketInit.
 	disconnected bool
 	early        []*actors.SocketListener // Listen before SocketInit
+	// status is the state stream of every socket this holder opens.
+	status *actors.SocketStatusFeed
 }
 
-func newSocketHolder(env socketEnv) *socketHolder { return &socketHolder{env: env} }
+// newSocketHolder returns the holder of one socket; env.uid binds it to
+// one account ("" = the current one).
+func newSocketHolder(env socketEnv) *socketHolder {
+	return &socketHolder{env: env, status: actors.NewSocketStatusFeed()}
+}
 
 // errSocketGone cancels requests to an actor that has stopped.
 var errSocketGone = errors.New("pigeon: socket actor stopped")
@@ -322,6 +466,18 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		Logger:        h.env.logger,
 		Interceptors:  h.env.cfg.interceptors,
 		Headers:       actors.HeaderSource(h.headersFor(p.Token, strip)),
+		Status:        h.status,
+		Dial:          h.env.dial,
+		PingInterval:  h.env.cfg.pingInterval,
+		PingGrace:     h.env.cfg.pingGrace,
+	}
+	if r := h.env.cfg.reconnect; r != nil {
+		cfg.MaxReconnectAttempts, cfg.BackoffBase, cfg.BackoffMax = r.MaxAttempts, r.MinDelay, r.MaxDelay
+	}
+	if h.env.store != nil && p.Token == "" && !strip {
+		// The socket follows the account's tokens itself (a fixed Token
+		// stays fixed).
+		cfg.AuthStore, cfg.UID = h.env.store, h.env.uid
 	}
 	if strings.Contains(p.URL, "/socket.io") {
 		cfg.Codec = wire.SocketIO(h.env.cfg.sioOpts...)
@@ -465,8 +621,10 @@ func (h *socketHolder) gone(err error) error {
 // it may run on an actor's mailbox).
 func (h *socketHolder) headersChanged() { h.push(false) }
 
-// tokenChanged pushes the headers after the client's token changed (save,
-// switch, refresh); a socket opened with its own fixed Token is left alone.
+// tokenChanged pushes the headers after a ghost's bearer changed
+// (SetAuthToken); a socket opened with its own fixed Token is left alone.
+// An authorized client's socket follows the AuthStore itself
+// (SocketConfig.AuthStore) and is never pushed to.
 func (h *socketHolder) tokenChanged() { h.push(true) }
 
 func (h *socketHolder) push(tokenOnly bool) {
@@ -512,6 +670,18 @@ func (h *socketHolder) close() {
 	h.closed = true
 	h.mu.Unlock()
 	_ = h.disconnect()
+	h.status.Close() // after the socket's final SocketClosed
+}
+
+// subscribeState returns the state stream of the holder's sockets.
+func (h *socketHolder) subscribeState(ctx context.Context) (<-chan SocketStatus, error) {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	return h.status.Subscribe(ctx, 16).C, nil
 }
 
 func (p *AuthorizedPigeon) socketEnv() socketEnv {
@@ -526,6 +696,7 @@ func (p *AuthorizedPigeon) socketEnvFor(uid string, defaults func() http.Header,
 		snap = func() *messages.TokenSnapshot { return p.view.Account(uid) }
 	}
 	return socketEnv{
+		dial: socketDial(p.cfg), store: p.storePID,
 		system: func() *actor.ActorSystem { return p.system }, logger: p.log, cfg: p.cfg.socket,
 		policy: socketPolicy(p.cfg), authorized: true, uid: uid,
 		current: func() http.Header {
@@ -609,6 +780,20 @@ func (p *AuthorizedPigeon) Emit(ctx context.Context, event string, data any) err
 // returns its payload.
 func (p *AuthorizedPigeon) EmitWithAck(ctx context.Context, event string, data any) (json.RawMessage, error) {
 	return p.sock.emit(ctx, event, data, true)
+}
+
+// SubscribeSocketState returns the socket's state stream: the current
+// status first, then every transition, across SocketInit,
+// DisconnectSocket and the next SocketInit (SocketIdle before the first).
+// The channel holds 16 entries; a reader that falls behind loses the
+// oldest, so it always ends on the newest status (the final SocketClosed
+// is never lost) and never blocks the socket. It is closed when ctx ends
+// or the client closes.
+func (p *AuthorizedPigeon) SubscribeSocketState(ctx context.Context) (<-chan SocketStatus, error) {
+	if p.closing.Load() {
+		return nil, ErrClosed
+	}
+	return p.sock.subscribeState(ctx)
 }
 
 // DisconnectSocket closes the socket (close 1000): every subscription ends

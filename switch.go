@@ -245,6 +245,14 @@ func (t switchTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.s.Active().HTTPClient().Transport.RoundTrip(req)
 }
 
+// SubscribeSocketState returns the state stream of the active client's
+// socket. Like a Listen subscription it belongs to that client: after a
+// mode change it goes on reporting that client's socket (subscribe again
+// for the new one).
+func (s *Switch) SubscribeSocketState(ctx context.Context) (<-chan SocketStatus, error) {
+	return s.Active().SubscribeSocketState(ctx)
+}
+
 // DisconnectSocket disconnects the active client's socket.
 func (s *Switch) DisconnectSocket() error { return s.Active().DisconnectSocket() }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
 	"github.com/apppigeon/pigeon/messages"
@@ -23,7 +24,35 @@ const (
 	DefaultSocketPingInterval  = 25 * time.Second
 	DefaultSocketPingGrace     = 10 * time.Second
 	DefaultSocketHeaderTimeout = 10 * time.Second
+	DefaultSocketStableAfter   = 5 * time.Second
 )
+
+// The range a server-sent ping interval or timeout is clamped to (init_ack
+// pingIntervalMs, Engine.IO open pingInterval / pingTimeout): a server
+// cannot make pigeon ping a thousand times a second, nor wait for ever (a
+// huge value would otherwise overflow time.Duration and turn negative).
+const (
+	MinServerPing = time.Second
+	MaxServerPing = 10 * time.Minute
+)
+
+// ServerPing turns a server's ping value in milliseconds into a duration
+// clamped to [MinServerPing, MaxServerPing]. It never overflows.
+func ServerPing(ms int64) time.Duration {
+	switch {
+	case ms <= MinServerPing.Milliseconds():
+		return MinServerPing
+	case ms >= MaxServerPing.Milliseconds():
+		return MaxServerPing
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// MaxStreamSeq is the largest sequence number used as a stream position
+// (2⁵³−1, the largest integer every JSON peer represents exactly). An
+// event above it is delivered but not remembered, so a server that sends
+// 2⁶⁴−1 once cannot make every later event of its epoch a duplicate.
+const MaxStreamSeq = 1<<53 - 1
 
 // SocketDirection says which way an intercepted frame travels.
 type SocketDirection int
@@ -95,13 +124,21 @@ type SocketConfig struct {
 	// every interval, and without any server traffic for
 	// PingInterval+PingGrace the connection is considered lost. A server
 	// value (init_ack pingIntervalMs, Engine.IO open pingInterval /
-	// pingTimeout) overrides. Zero values mean 25s and 10s.
+	// pingTimeout) overrides, clamped by ServerPing to
+	// [MinServerPing, MaxServerPing]. Zero values mean 25s and 10s.
 	PingInterval time.Duration
 	PingGrace    time.Duration
 	// BackoffBase and BackoffMax bound the reconnect delay: attempt n waits
 	// uniformly in [0, min(max, base·2ⁿ)]. Zero values mean 200ms and 20s.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// StableAfter is how long a connection must stay up (counted from
+	// init_ack) to count as healthy: only its loss starts the reconnect
+	// backoff and the credential-rejection budget over. A connection lost
+	// sooner counts as a failed attempt, so the backoff keeps growing
+	// (and MaxReconnectAttempts keeps counting) while a server flaps.
+	// Zero value means 5s.
+	StableAfter time.Duration
 	// FailFast makes a failed attempt terminal (SocketFailed with its
 	// error) until a connection has been up and joined once: a caller
 	// waiting for the first connection learns why it failed and nothing
@@ -110,7 +147,8 @@ type SocketConfig struct {
 	// headers. Zero value: retry with backoff from the first attempt.
 	FailFast bool
 	// MaxReconnectAttempts ends reconnecting with ErrReconnectExhausted
-	// after that many consecutive failed attempts. Zero value: unlimited.
+	// after that many consecutive failed attempts (a connection lost
+	// before StableAfter counts as one). Zero value: unlimited.
 	MaxReconnectAttempts int
 	// Clock drives every timer. Zero value means ws.RealClock().
 	Clock ws.Clock
@@ -127,6 +165,22 @@ type SocketConfig struct {
 	// before it dials: they see the events the server sends on connect. In
 	// lazy mode they make the actor dial at once. Zero value: none.
 	Listeners []*SocketListener
+	// Status receives every state transition (see SocketStatusFeed). An
+	// owner that replaces or reopens its socket gives each actor the same
+	// feed. Zero value: the actor keeps a feed of its own nobody reads.
+	Status *SocketStatusFeed
+	// AuthStore, when set, is the AuthStore whose token changes the
+	// connection follows: the actor subscribes (SubscribeAuth with Tokens)
+	// and sends an `update` with the new bearer whenever the followed
+	// account's access token changes, whoever changed it. A socket with a
+	// fixed token, or one that may not carry a bearer, leaves it nil.
+	// Zero value: headers change only through UpdateHeaders.
+	AuthStore *actor.PID
+	// UID is the account followed with AuthStore. Zero value ("") means
+	// the current account, whichever it is (a switch brings the new
+	// account's token). A bound account whose session ends fails the
+	// socket with that session's error (ErrLoggedOut, ErrSessionExpired).
+	UID string
 	// Dial configures the websocket dial (handshake timeout, read limit,
 	// net dialer). Header and Subprotocols are set by the actor from the
 	// header source and the codec. Zero value: ws defaults (10s handshake,
@@ -167,6 +221,7 @@ func (c SocketConfig) Validate() error {
 	neg("PingGrace", int64(c.PingGrace))
 	neg("MaxReconnectAttempts", int64(c.MaxReconnectAttempts))
 	neg("HeaderTimeout", int64(c.HeaderTimeout))
+	neg("StableAfter", int64(c.StableAfter))
 	if c.Overflow < messages.OverflowDropOldest || c.Overflow > messages.OverflowClose {
 		errs = append(errs, errors.New("pigeon/actors: socket: unknown Overflow policy"))
 	}
@@ -198,6 +253,9 @@ func (c SocketConfig) withDefaults() SocketConfig {
 	if c.PingGrace == 0 {
 		c.PingGrace = DefaultSocketPingGrace
 	}
+	if c.StableAfter == 0 {
+		c.StableAfter = DefaultSocketStableAfter
+	}
 	if c.Clock == nil {
 		c.Clock = ws.RealClock()
 	}
@@ -208,4 +266,12 @@ func (c SocketConfig) withDefaults() SocketConfig {
 	c.Interceptors = append([]SocketInterceptor(nil), c.Interceptors...)
 	c.Listeners = append([]*SocketListener(nil), c.Listeners...)
 	return c
+}
+
+// WriteTimeoutOrDefault returns WriteTimeout or ws.DefaultWriteTimeout.
+func (c SocketConfig) WriteTimeoutOrDefault() time.Duration {
+	if c.WriteTimeout > 0 {
+		return c.WriteTimeout
+	}
+	return ws.DefaultWriteTimeout
 }

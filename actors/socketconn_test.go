@@ -46,6 +46,17 @@ func newSockEnv(t *testing.T, mut func(*SocketConfig)) *sockEnv {
 // later could miss its first frames).
 func newSockEnvWith(t *testing.T, setup func(*fakeServer), mut func(*SocketConfig)) *sockEnv {
 	t.Helper()
+	return newSockEnvIn(t, setup, func(_ *actor.ActorSystem, c *SocketConfig) {
+		if mut != nil {
+			mut(c)
+		}
+	})
+}
+
+// newSockEnvIn is newSockEnvWith whose mut also gets the actor system (to
+// spawn actors the socket talks to, such as an AuthStore).
+func newSockEnvIn(t *testing.T, setup func(*fakeServer), mut func(*actor.ActorSystem, *SocketConfig)) *sockEnv {
+	t.Helper()
 	sys := NewSystem(zaptest.NewLogger(t), WithDeadLetterThrottle(time.Millisecond))
 	t.Cleanup(sys.Shutdown)
 	srv := newFakeServer(t)
@@ -65,9 +76,7 @@ func newSockEnvWith(t *testing.T, setup func(*fakeServer), mut func(*SocketConfi
 		Rand:           rand.New(rand.NewPCG(1, 2)),
 		Logger:         zaptest.NewLogger(t),
 	}
-	if mut != nil {
-		mut(&cfg)
-	}
+	mut(sys, &cfg)
 	pid := sys.Root.Spawn(NewSocketConnProps(cfg))
 	e := &sockEnv{t: t, sys: sys, pid: pid, srv: srv, clock: clock, cfg: &cfg}
 	t.Cleanup(func() { e.stop() })
@@ -395,7 +404,7 @@ func TestSocketRow05_HeadersCachedWhileIdleOrReconnecting(t *testing.T) {
 
 func TestSocketRow06_ReconnectBackoff(t *testing.T) {
 	const base, max = 200 * time.Millisecond, 20 * time.Second
-	t.Run("full jitter, reset after init_ack", func(t *testing.T) {
+	t.Run("full jitter, reset after a stable connection", func(t *testing.T) {
 		twin := ws.NewBackoff(base, max, rand.New(rand.NewPCG(1, 2)))
 		e := newSockEnv(t, nil)
 		failing := make(chan bool, 1)
@@ -424,12 +433,28 @@ func TestSocketRow06_ReconnectBackoff(t *testing.T) {
 			e.clock.Advance(got)
 		}
 		c := e.acceptJoined()
-		if st := e.state(); st.Attempt != 0 {
-			t.Fatalf("attempt counter %d after init_ack, want 0", st.Attempt)
-		}
+		e.clock.Advance(DefaultSocketStableAfter) // it stays up: healthy
 		c.closeWith(4000, "bye")
 		if got, want := e.waitShortTimer(), twin.Delay(0); got != want {
 			t.Fatalf("after reset: delay %v, want %v", got, want)
+		}
+	})
+	t.Run("a connection lost before it was stable keeps the backoff growing", func(t *testing.T) {
+		twin := ws.NewBackoff(base, max, rand.New(rand.NewPCG(1, 2)))
+		e := newSockEnv(t, nil)
+		e.listen("")
+		for n := 0; n < 3; n++ {
+			c := e.acceptJoined()
+			e.clock.Advance(DefaultSocketStableAfter - time.Millisecond) // up, but not long enough
+			c.closeWith(4000, "flap")
+			got := e.waitShortTimer()
+			if want := twin.Delay(n); got != want {
+				t.Fatalf("flap %d: delay %v, want %v (attempt %d's)", n, got, want, n)
+			}
+			e.clock.Advance(got)
+		}
+		if st := e.waitState("reconnected", func(s *messages.State) bool { return s.State == messages.SocketConnected }); st.Attempt != 3 {
+			t.Fatalf("attempt %d after three flaps, want 3", st.Attempt)
 		}
 	})
 	for _, tc := range []struct {

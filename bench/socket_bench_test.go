@@ -215,31 +215,47 @@ func BenchmarkSocketEvents(b *testing.B) {
 			}
 		}
 	})
-	b.Run("pigeon=Listen", func(b *testing.B) {
-		g := newSocketClient(b, s.url())
-		defer g.Close()
-		ctx := context.Background()
-		sub, err := g.Listen(ctx, "tick")
+	b.Run("pigeon=Listen", func(b *testing.B) { benchPigeonEvents(b, s, false) })
+	// The same with a SubscribeSocketState subscriber: states are
+	// published on transitions only, so the event path should not notice.
+	b.Run("pigeon=Listen+SubscribeSocketState", func(b *testing.B) { benchPigeonEvents(b, s, true) })
+}
+
+// benchPigeonEvents is BenchmarkSocketEvents' pigeon side, with or
+// without a state subscriber.
+func benchPigeonEvents(b *testing.B, s *benchWS, stateSub bool) {
+	g := newSocketClient(b, s.url())
+	defer g.Close()
+	ctx := context.Background()
+	if stateSub {
+		states, err := g.SubscribeSocketState(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ResetTimer()
-		for left := b.N; left > 0; left -= eventChunk {
-			n := min(left, eventChunk)
-			if err := g.Emit(ctx, "blast", n); err != nil {
-				b.Fatal(err)
-			}
-			for i := 0; i < n; i++ {
-				if _, ok := <-sub.C; !ok {
-					b.Fatal(sub.Err())
-				}
+		if st := <-states; st.State != pigeon.SocketConnected {
+			b.Fatalf("socket %v", st.State)
+		}
+	}
+	sub, err := g.Listen(ctx, "tick")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for left := b.N; left > 0; left -= eventChunk {
+		n := min(left, eventChunk)
+		if err := g.Emit(ctx, "blast", n); err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			if _, ok := <-sub.C; !ok {
+				b.Fatal(sub.Err())
 			}
 		}
-		b.StopTimer()
-		if d := sub.Dropped(); d != 0 {
-			b.Fatalf("%d events dropped", d)
-		}
-	})
+	}
+	b.StopTimer()
+	if d := sub.Dropped(); d != 0 {
+		b.Fatalf("%d events dropped", d)
+	}
 }
 
 // BenchmarkSocketRoundTrip: emit → echoed event, one at a time; reports

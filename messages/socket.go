@@ -206,7 +206,8 @@ type State struct {
 	// every teardown, so replies and timers of an older connection are
 	// recognised as stale.
 	Generation uint64
-	// Attempt is the reconnect attempt counter (reset after init_ack).
+	// Attempt is the reconnect attempt counter (reset once a connection
+	// has stayed up SocketConfig.StableAfter).
 	Attempt   int
 	Session   string
 	Listeners int

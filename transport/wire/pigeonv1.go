@@ -25,6 +25,12 @@ var _ Codec = pigeonV1{}
 func (pigeonV1) Name() string           { return PigeonV1Name }
 func (pigeonV1) Subprotocols() []string { return []string{PigeonV1Name} }
 
+// ServerSpeaksFirst is false: the client sends init at once.
+func (pigeonV1) ServerSpeaksFirst() bool { return false }
+
+// CloseClass: 4003 refresh, 4500–4999 terminal, any other code retry.
+func (pigeonV1) CloseClass(code int) CloseClass { return closeClassV1(code) }
+
 // DialURL maps http(s) to ws(s) and otherwise keeps the URL as given.
 func (pigeonV1) DialURL(connectURL string) (string, error) {
 	u, err := parseWSURL(PigeonV1Name, connectURL)

@@ -129,6 +129,14 @@ var _ Codec = (*socketIO)(nil)
 func (*socketIO) Name() string           { return SocketIOName }
 func (*socketIO) Subprotocols() []string { return nil }
 
+// ServerSpeaksFirst is true: Engine.IO's open packet precedes CONNECT.
+func (*socketIO) ServerSpeaksFirst() bool { return true }
+
+// CloseClass: socket.io servers end with 1000/1001/1006 (retry); a
+// gateway in front of one may use pigeon.v1's 4xxx classes, which are
+// honoured the same way.
+func (*socketIO) CloseClass(code int) CloseClass { return closeClassV1(code) }
+
 // DialURL maps http(s) to ws(s); a path without "/socket.io" gets
 // "/socket.io/" appended (so a proxy prefix "/api" dials
 // "/api/socket.io/"); the query gets EIO=4 and transport=websocket, other

@@ -179,6 +179,47 @@ type Codec interface {
 	// only for such ops. pigeon.v1 answers every op with an ID except
 	// Ping; socket.io answers Init and Emits with an ID.
 	ExpectsReply(op Op) bool
+	// ServerSpeaksFirst reports whether the server opens the session with
+	// an Open message that the client must wait for before it sends Init
+	// (Engine.IO's open packet). false: the client sends Init as soon as
+	// the websocket is up (pigeon.v1).
+	ServerSpeaksFirst() bool
+	// CloseClass says what a close code the server ended the connection
+	// with means for the client: reconnect, fetch fresh credentials first,
+	// or stop.
+	CloseClass(code int) CloseClass
+}
+
+// CloseClass is what a close code means for the client.
+type CloseClass int
+
+const (
+	// CloseRetry (the zero value): reconnect with backoff (1001, 1006,
+	// 4000–4499 except 4003, and any code the protocol does not name).
+	CloseRetry CloseClass = iota
+	// CloseRefresh: the server refused the credentials (4003 token
+	// expired); fetch fresh headers, then reconnect.
+	CloseRefresh
+	// CloseTerminal: do not reconnect (4500–4999).
+	CloseTerminal
+)
+
+// Close codes pigeon itself closes with.
+const (
+	// CloseBadMessage: the client could not decode a server frame (4502).
+	CloseBadMessage = 4502
+)
+
+// closeClassV1 classifies the close codes of pigeon.v1 (socket.md):
+// 4003 refresh, 4500–4999 terminal, everything else worth a reconnect.
+func closeClassV1(code int) CloseClass {
+	switch {
+	case code == 4003:
+		return CloseRefresh
+	case code >= 4500 && code <= 4999:
+		return CloseTerminal
+	}
+	return CloseRetry
 }
 
 // DecodeError is returned by Decode for a malformed frame.

@@ -216,3 +216,28 @@ func TestPigeonV1_AckWithoutIDIsHarmless(t *testing.T) {
 		t.Fatalf("got %#v", msgs[0])
 	}
 }
+
+// The protocol decisions the SocketConn asks its codec for: who speaks
+// first, and what each close code means.
+func TestCodec_CloseClassAndWhoSpeaksFirst(t *testing.T) {
+	for _, c := range []struct {
+		codec Codec
+		first bool
+	}{{PigeonV1(), false}, {SocketIO(), true}} {
+		if got := c.codec.ServerSpeaksFirst(); got != c.first {
+			t.Errorf("%s: ServerSpeaksFirst = %v, want %v", c.codec.Name(), got, c.first)
+		}
+		for _, tc := range []struct {
+			code int
+			want CloseClass
+		}{
+			{1000, CloseRetry}, {1001, CloseRetry}, {1006, CloseRetry}, {4000, CloseRetry}, {4002, CloseRetry},
+			{4003, CloseRefresh}, {4004, CloseRetry}, {4499, CloseRetry},
+			{4500, CloseTerminal}, {4501, CloseTerminal}, {CloseBadMessage, CloseTerminal}, {4999, CloseTerminal}, {5000, CloseRetry},
+		} {
+			if got := c.codec.CloseClass(tc.code); got != tc.want {
+				t.Errorf("%s: CloseClass(%d) = %v, want %v", c.codec.Name(), tc.code, got, tc.want)
+			}
+		}
+	}
+}

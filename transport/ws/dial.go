@@ -2,10 +2,12 @@ package ws
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -34,6 +36,13 @@ type DialConfig struct {
 	ReadLimit int64
 	// NetDialContext dials the TCP connection. Zero value means net.Dialer.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLSClientConfig configures wss:// connections (root CAs, client
+	// certificates, ServerName). It is cloned per dial, never changed.
+	// Zero value: crypto/tls defaults.
+	TLSClientConfig *tls.Config
+	// Proxy picks the HTTP proxy for a dial (nil URL: direct). Zero value
+	// means http.ProxyFromEnvironment.
+	Proxy func(*http.Request) (*url.URL, error)
 }
 
 // HandshakeError is returned by Dial when the server answered the upgrade
@@ -56,11 +65,20 @@ func Dial(ctx context.Context, url string, cfg DialConfig) (*websocket.Conn, err
 	if cfg.ReadLimit < 0 {
 		return nil, errors.New("pigeon/ws: negative ReadLimit")
 	}
+	if cfg.HandshakeTimeout < 0 {
+		return nil, errors.New("pigeon/ws: negative HandshakeTimeout")
+	}
 	d := websocket.Dialer{
-		Proxy:            http.ProxyFromEnvironment,
+		Proxy:            cfg.Proxy,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		Subprotocols:     cfg.Subprotocols,
 		NetDialContext:   cfg.NetDialContext,
+	}
+	if d.Proxy == nil {
+		d.Proxy = http.ProxyFromEnvironment
+	}
+	if cfg.TLSClientConfig != nil {
+		d.TLSClientConfig = cfg.TLSClientConfig.Clone()
 	}
 	if d.HandshakeTimeout == 0 {
 		d.HandshakeTimeout = DefaultHandshakeTimeout

@@ -33,7 +33,9 @@ type PumpConfig struct {
 	OnFrame func(wire.Frame)
 	// OnReadError is called exactly once, on the reader goroutine, with
 	// the first read error (a *websocket.CloseError for a close frame); the
-	// reader then exits. After a write failure it receives the write error.
+	// reader then exits. After a write failure it receives the write error,
+	// unless the server's close frame arrived: that *websocket.CloseError
+	// wins, so the close code decides what happens next.
 	// Zero value: ignored.
 	OnReadError func(error)
 	// WriteTimeout is the deadline of every write. Zero value means
@@ -142,7 +144,12 @@ func (p *Pump) readLoop() {
 		if err != nil {
 			p.closeConn()
 			p.errMu.Lock()
-			if p.writeEr != nil {
+			var ce *websocket.CloseError
+			if p.writeEr != nil && !errors.As(err, &ce) {
+				// The write failure is why the read failed. A close
+				// frame, though, is the server's word on why the
+				// connection ended (a write racing it only fails with
+				// websocket.ErrCloseSent): it wins.
 				err = p.writeEr
 			}
 			p.errMu.Unlock()
