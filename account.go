@@ -429,15 +429,6 @@ func (s *accountSet) endedAsync(uid string) {
 	}()
 }
 
-// tokenChanged pushes uid's new token to its Accounts' sockets.
-func (s *accountSet) tokenChanged(uid string) {
-	for _, a := range s.of(uid) {
-		if sock := a.socket(); sock != nil {
-			sock.tokenChanged()
-		}
-	}
-}
-
 // close closes every Account and stops the watcher.
 func (s *accountSet) close() {
 	s.mu.Lock()

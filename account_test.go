@@ -733,12 +733,13 @@ func TestAccounts_SocketsGetOnlyTheirOwnTokens(t *testing.T) {
 		t.Fatalf("B's socket after A's removal: %v", err)
 	}
 	// B's session ends by a refused refresh (not through RemoveAccount):
-	// B's socket is stopped as well.
+	// B's socket, which follows B's session in the AuthStore, stops
+	// with the reason.
 	acctRefuse(t, ctx, e, acctB)
 	for range subB.C {
 	}
-	if !errors.Is(subB.Err(), pigeon.ErrClosed) {
-		t.Fatalf("B's subscription ended with %v, want ErrClosed", subB.Err())
+	if !errors.Is(subB.Err(), pigeon.ErrSessionExpired) {
+		t.Fatalf("B's subscription ended with %v, want ErrSessionExpired", subB.Err())
 	}
 }
 
