@@ -1,23 +1,19 @@
 package actors
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/apppigeon/pigeon/internal/nodepeer"
 	"github.com/apppigeon/pigeon/messages"
 )
 
@@ -28,71 +24,7 @@ import (
 // fails and missing node_modules are installed with `npm ci`.
 func startSIOServer(t *testing.T) string {
 	t.Helper()
-	ci := os.Getenv("CI") == "true"
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if ci {
-			t.Fatalf("node not found (required in CI): %v", err)
-		}
-		t.Skipf("skipping socket.io interop: node not installed (%v)", err)
-	}
-	dir := filepath.Join("testdata", "sioserver")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "socket.io")); err != nil {
-		if !ci {
-			t.Skipf("skipping socket.io interop: run `npm ci` in actors/%s first (CI=true does it automatically)", dir)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
-	}
-	cmd := exec.Command(node, "server.js")
-	cmd.Dir = dir
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	lines := make(chan string, 1)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Process.Kill()
-		<-readerDone
-		_ = cmd.Wait()
-	})
-	select {
-	case l := <-lines:
-		port, ok := strings.CutPrefix(l, "PORT ")
-		if !ok {
-			t.Fatalf("server.js printed %q", l)
-		}
-		return "http://127.0.0.1:" + port + "/socket.io/"
-	case <-time.After(30 * time.Second):
-		t.Fatal("server.js did not print its port")
-		return ""
-	}
+	return "http://127.0.0.1:" + nodepeer.Start(t, filepath.Join("testdata", "sioserver"), "socket.io") + "/socket.io/"
 }
 
 func TestSocketIOInterop(t *testing.T) {
