@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/apppigeon/pigeon"
@@ -51,7 +50,7 @@ func BenchmarkAccountsStorm(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			views := make([]*pigeon.Account, accounts)
+			clients := make([]pigeon.AppPigeon, accounts)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -68,33 +67,19 @@ func BenchmarkAccountsStorm(b *testing.B) {
 					if v.storm {
 						be.ExpireAccessToken(t.AccessToken)
 					}
-					if views[j] == nil {
-						if views[j], err = p.As(t.UID); err != nil {
+					if clients[j] == nil {
+						a, err := p.As(t.UID)
+						if err != nil {
 							b.Fatal(err)
 						}
+						clients[j] = a
 					}
 				}
 				before := be.Stats().RefreshCalls
 				b.StartTimer()
-				var wg sync.WaitGroup
-				errs := make(chan error, accounts*perAccount)
-				for _, a := range views {
-					for range perAccount {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							for range v.reqs {
-								if _, err := a.Get(ctx, "/echo"); err != nil {
-									errs <- err
-								}
-							}
-						}()
-					}
-				}
-				wg.Wait()
+				err := getStorm(ctx, clients, perAccount, v.reqs)
 				b.StopTimer()
-				close(errs)
-				for err := range errs {
+				if err != nil {
 					b.Fatal(err)
 				}
 				want := int64(0)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -174,23 +175,9 @@ func BenchmarkRefreshStorm(b *testing.B) {
 				}
 				before := be.Stats().RefreshCalls
 				b.StartTimer()
-				var wg sync.WaitGroup
-				errs := make(chan error, n)
-				for j := 0; j < n; j++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for k := 0; k < v.reqs; k++ {
-							if _, err := p.Get(ctx, "/echo"); err != nil {
-								errs <- err
-							}
-						}
-					}()
-				}
-				wg.Wait()
+				err := getStorm(ctx, []pigeon.AppPigeon{p}, n, v.reqs)
 				b.StopTimer()
-				close(errs)
-				for err := range errs {
+				if err != nil {
 					b.Fatal(err)
 				}
 				want := int64(0)
@@ -240,3 +227,31 @@ type answer200 struct{}
 var ok200 = &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
 
 func (answer200) RoundTrip(*http.Request) (*http.Response, error) { return ok200, nil }
+
+// getStorm starts perClient goroutines per client at once, each sending
+// reqs GET /echo through its client, and returns when all are done: nil,
+// or the errors they met.
+func getStorm(ctx context.Context, clients []pigeon.AppPigeon, perClient, reqs int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients)*perClient*reqs)
+	for _, c := range clients {
+		for range perClient {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range reqs {
+					if _, err := c.Get(ctx, "/echo"); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
