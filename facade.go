@@ -370,7 +370,7 @@ func (p *AuthorizedPigeon) RemoveAccount(ctx context.Context, uid string) error 
 		return err
 	}
 	if r.WasCurrent {
-		_ = p.sock.disconnect()
+		_ = p.sock.disconnectFor(ErrLoggedOut)
 	}
 	p.accounts.ended(uid)
 	return nil
@@ -383,7 +383,7 @@ func (p *AuthorizedPigeon) RemoveAccount(ctx context.Context, uid string) error 
 func (p *AuthorizedPigeon) LogOut(ctx context.Context) error {
 	_, err := p.ask(ctx, &messages.LogOut{})
 	if err == nil {
-		_ = p.sock.disconnect()
+		_ = p.sock.disconnectFor(ErrLoggedOut)
 	}
 	return err
 }

@@ -351,6 +351,10 @@ type socketRun struct {
 	pid  *actor.PID
 	life context.Context
 	end  context.CancelFunc
+	// cause is why the holder ended this run on purpose (disconnectFor:
+	// ErrLoggedOut); a SocketInit still waiting for it returns that rather
+	// than the ErrClosed its actor answers. Guarded by socketHolder.mu.
+	cause error
 }
 
 // socketHolder owns a client's one socket connection: the SocketConn
@@ -514,6 +518,11 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		if h.run == run {
 			h.run = nil
 		}
+		if run.cause != nil {
+			// Ended on purpose while connecting (a LogOut): that is the
+			// cause, not the ErrClosed the stopped actor answered.
+			err = fmt.Errorf("pigeon: SocketInit: %w", run.cause)
+		}
 		h.mu.Unlock()
 		h.stop(run, err)
 		return err
@@ -644,16 +653,29 @@ func (h *socketHolder) stop(run *socketRun, cause error) {
 	h.mu.Lock()
 	sys := h.sys
 	h.mu.Unlock()
+	if run.life.Err() != nil {
+		return // stopped already
+	}
 	defer run.end()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, _ = actors.Ask(ctx, sys, run.pid, &messages.Disconnect{Err: cause})
+	// socketAsk: a run another stop is ending (a LogOut racing a failed
+	// SocketInit) answers when that stop is done, not after 30s.
+	_, _ = socketAsk[*messages.Disconnected](ctx, sys, run, &messages.Disconnect{Err: cause})
 	_ = actors.StopAndWait(ctx, sys, run.pid)
 }
 
-func (h *socketHolder) disconnect() error {
+func (h *socketHolder) disconnect() error { return h.disconnectFor(nil) }
+
+// disconnectFor is disconnect on behalf of cause (ErrLoggedOut): a
+// SocketInit waiting for the socket returns cause. Subscriptions still end
+// with ErrClosed, as DisconnectSocket's do.
+func (h *socketHolder) disconnectFor(cause error) error {
 	h.mu.Lock()
 	run, early := h.run, h.early
+	if run != nil && cause != nil {
+		run.cause = cause
+	}
 	h.run, h.early, h.disconnected = nil, nil, true
 	h.mu.Unlock()
 	for _, l := range early {

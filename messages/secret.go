@@ -20,12 +20,14 @@ func (s Secret) String() string { return s.mask() }
 func (s Secret) GoString() string { return `messages.Secret("` + s.mask() + `")` }
 
 // Format redacts for every fmt verb.
-func (s Secret) Format(f fmt.State, verb rune) {
+func (s Secret) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s.mask(), s.GoString) }
+
+// formatRedacted writes goString() for %#v and plain for every other verb.
+func formatRedacted(f fmt.State, verb rune, plain string, goString func() string) {
 	if verb == 'v' && f.Flag('#') {
-		_, _ = f.Write([]byte(s.GoString()))
-		return
+		plain = goString()
 	}
-	_, _ = f.Write([]byte(s.mask()))
+	_, _ = f.Write([]byte(plain))
 }
 
 // LogValue redacts for log/slog (and zap through zapslog).

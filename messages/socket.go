@@ -284,6 +284,12 @@ func (e *SocketRejectedError) Error() string {
 
 func (e *SocketRejectedError) Unwrap() error { return e.Err }
 
+// A Connect or Disconnect may reach a SocketConn its owner has just
+// stopped (a LogOut racing SocketInit); the asker learns it from the
+// actor's end, so the dead letter is expected.
+func (*Connect) IgnoreDeadLetterLogging()    {}
+func (*Disconnect) IgnoreDeadLetterLogging() {}
+
 // Replies may reach an asker that gave up; such dead letters are expected.
 func (*Connected) IgnoreDeadLetterLogging()      {}
 func (*Disconnected) IgnoreDeadLetterLogging()   {}

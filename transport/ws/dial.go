@@ -83,7 +83,25 @@ func Dial(ctx context.Context, url string, cfg DialConfig) (*websocket.Conn, err
 	if d.HandshakeTimeout == 0 {
 		d.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	// gorilla bounds the handshake by ctx's deadline but does not notice
+	// ctx being cancelled while it waits for the server's answer: close
+	// the connection then, so an abandoned dial ends at once.
+	netDial := d.NetDialContext
+	if netDial == nil {
+		netDial = (&net.Dialer{}).DialContext
+	}
+	var stops []func() bool
+	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := netDial(dctx, network, addr)
+		if err == nil {
+			stops = append(stops, context.AfterFunc(ctx, func() { _ = c.Close() }))
+		}
+		return c, err
+	}
 	conn, resp, err := d.DialContext(ctx, url, cfg.Header.Clone())
+	for _, stop := range stops {
+		stop()
+	}
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}
