@@ -85,6 +85,7 @@ type socketConfig struct {
 	policy       OverflowPolicy
 	bufCount     int
 	bufBytes     int
+	emitRetries  int
 	ackTimeout   time.Duration
 	interceptors []SocketInterceptor
 	sioOpts      []wire.SocketIOOption
@@ -251,14 +252,33 @@ func WithListenerQueue(size int, policy OverflowPolicy) Option {
 }
 
 // WithEmitBuffer bounds the emits buffered while the socket is
-// disconnected; an Emit beyond them fails at once with ErrBufferFull. Zero
-// value: 64 emits, 1 MiB.
+// disconnected and, on pigeon.v1 (and socket.io with WithEmitRetries),
+// those written but not yet acknowledged; an Emit beyond them fails at
+// once with ErrBufferFull. Zero value: 64 emits, 1 MiB.
 func WithEmitBuffer(count, bytes int) Option {
 	return optionFunc(func(c *config) error {
 		if count <= 0 || bytes <= 0 {
 			return errors.New("pigeon: WithEmitBuffer: bounds must be positive")
 		}
 		c.socket.bufCount, c.socket.bufBytes = count, bytes
+		return nil
+	})
+}
+
+// WithEmitRetries makes socket.io emits at-least-once, as socket.io-client
+// 4.6's `retries` option does: every emit asks for an ack and is written
+// again (the same ack id, so a server may dedupe) when a try got no ack
+// within WithAckTimeout or its connection was lost, up to n more times;
+// then EmitWithAck fails with ErrAckTimeout and a plain Emit is counted in
+// SocketStatus.EmitsDropped. pigeon.v1 needs no option: its emits are
+// exactly-once (see Emit). Zero value (option absent): socket.io emits are
+// written once.
+func WithEmitRetries(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return errors.New("pigeon: WithEmitRetries: negative")
+		}
+		c.socket.emitRetries = n
 		return nil
 	})
 }
@@ -466,6 +486,7 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		Overflow:      h.env.cfg.policy,
 		BufferCount:   h.env.cfg.bufCount,
 		BufferBytes:   h.env.cfg.bufBytes,
+		EmitRetries:   h.env.cfg.emitRetries,
 		AckTimeout:    h.env.cfg.ackTimeout,
 		Logger:        h.env.logger,
 		Interceptors:  h.env.cfg.interceptors,
@@ -793,6 +814,14 @@ func (p *AuthorizedPigeon) Listen(ctx context.Context, event string) (*Subscript
 // Emit sends event with data (JSON) to the JoinID channel (pigeon.v1) or
 // as a socket.io event. While disconnected it is buffered within the
 // WithEmitBuffer bounds; beyond them it fails at once with ErrBufferFull.
+//
+// On pigeon.v1 an emit is delivered exactly once across reconnects: it
+// carries an emitId the server dedupes and stays buffered until the server
+// acks it, written again after every rejoin. On socket.io it is written
+// once, or at least once with WithEmitRetries. nil means the emit is in
+// pigeon's hands; one pigeon then gives up on (refused by the server,
+// retries spent, the socket ended first) is counted in
+// SocketStatus.EmitsDropped and logged, never lost silently.
 func (p *AuthorizedPigeon) Emit(ctx context.Context, event string, data any) error {
 	_, err := p.sock.emit(ctx, event, data, false)
 	return err

@@ -72,6 +72,14 @@ type (
 		sockOwned
 		id string
 	}
+	// sockEmitTry: try number try of emit id, sent on connection gen, got
+	// no ack within the ack timeout.
+	sockEmitTry struct {
+		sockOwned
+		id  string
+		gen uint64
+		try int
+	}
 	sockCloserDone struct{ sockOwned }
 )
 
@@ -92,6 +100,7 @@ func (*sockReconnectTick) IgnoreDeadLetterLogging() {}
 func (*sockPingTick) IgnoreDeadLetterLogging()      {}
 func (*sockLingerTick) IgnoreDeadLetterLogging()    {}
 func (*sockAckTimeout) IgnoreDeadLetterLogging()    {}
+func (*sockEmitTry) IgnoreDeadLetterLogging()       {}
 func (*sockCloserDone) IgnoreDeadLetterLogging()    {}
 
 // sockDial hands a dialed conn from the dial goroutine to the actor, or
@@ -144,12 +153,23 @@ type sockPending struct {
 
 // sockOutgoing is an emit, encoded once when it arrives (frames) and
 // buffered while disconnected. op keeps its identity only (Data is nil).
+// A kept emit (pigeon.v1, or socket.io with EmitRetries) stays in the
+// outbox after it is written, until the server acks it, and is written
+// again on every new connection (and, socket.io, after each try's ack
+// timeout) with the same frames: the same emitId / ack id.
 type sockOutgoing struct {
 	op      wire.Emit
 	frames  []wire.Frame
 	sender  *actor.PID
 	wantAck bool
-	size    int
+	kept    bool
+	// answered: a plain emit buffered while disconnected, whose Emit
+	// already returned nil.
+	answered bool
+	size     int
+	sentGen  uint64   // the connection it was last written on (0: none)
+	tries    int      // times written
+	tryTmr   ws.Timer // the current try's ack timeout
 }
 
 // sockLink is the state of one connection: the dial under way, then the
@@ -225,6 +245,13 @@ type socketConn struct {
 	positions     map[string]wire.Position
 	duplicates    uint64
 	droppedClosed uint64 // drops of listeners already removed
+
+	// emitStream names this incarnation's emits (pigeon.v1 emitId
+	// "<stream>-<n>"); emitSeq numbers them.
+	emitStream   string
+	emitSeq      uint64
+	emitsDropped uint64 // emits given up on after Emit returned nil
+	emitsResent  uint64
 
 	listeners      map[uint64]*SocketListener
 	connectWaiters []*actor.PID
@@ -316,6 +343,8 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		}
 	case *sockAckTimeout:
 		s.onAckTimeout(m.id)
+	case *sockEmitTry:
+		s.onEmitTryTimeout(m)
 	case *sockCloserDone:
 	}
 }
@@ -355,6 +384,7 @@ func (s *socketConn) sockStart(ctx actor.Context) {
 	s.pending = map[string]*sockPending{}
 	s.positions = map[string]wire.Position{}
 	s.listeners = map[uint64]*SocketListener{}
+	s.emitStream = newEmitStream()
 	s.status = s.cfg.Status
 	if s.status == nil {
 		s.status = NewSocketStatusFeed() // nobody reads it: one place publishes all the same
@@ -398,7 +428,7 @@ func (s *socketConn) moveTo(st messages.SocketState, cause error) {
 	if st == messages.SocketClosed && prev == messages.SocketFailed {
 		return // already published as SocketClosed with the terminal error
 	}
-	status := messages.SocketStatus{State: st}
+	status := messages.SocketStatus{State: st, EmitsDropped: s.emitsDropped}
 	switch st {
 	case messages.SocketConnected:
 		return // announceConnected
@@ -409,8 +439,10 @@ func (s *socketConn) moveTo(st messages.SocketState, cause error) {
 	case messages.SocketFailed:
 		s.termErr = cause
 		status.State, status.Err = messages.SocketClosed, cause
+		status.EmitsDropped += s.unsettledPlain() // failAll drops them next
 	case messages.SocketClosed:
 		status.Err = cause
+		status.EmitsDropped += s.unsettledPlain()
 	}
 	s.status.publish(s.statusOwner, status)
 }
@@ -418,7 +450,7 @@ func (s *socketConn) moveTo(st messages.SocketState, cause error) {
 // announceConnected publishes SocketConnected once the connection is up
 // and joined.
 func (s *socketConn) announceConnected() {
-	s.status.publish(s.statusOwner, messages.SocketStatus{State: messages.SocketConnected, Recovered: s.link.recovered})
+	s.status.publish(s.statusOwner, messages.SocketStatus{State: messages.SocketConnected, Recovered: s.link.recovered, EmitsDropped: s.emitsDropped})
 }
 
 // sockStop ends everything with err (Stopping, Restarting) and waits for

@@ -110,10 +110,20 @@ type SocketConfig struct {
 	// messages.OverflowDropOldest.
 	Overflow messages.OverflowPolicy
 	// BufferCount and BufferBytes bound the emits buffered while
-	// disconnected (count and total Data bytes). Zero values mean 64 and
-	// 1 MiB.
+	// disconnected (count and total Data bytes) and, where emits are kept
+	// until acked (pigeon.v1; socket.io with EmitRetries), those written
+	// but not yet acknowledged. Zero values mean 64 and 1 MiB.
 	BufferCount int
 	BufferBytes int
+	// EmitRetries (socket.io) makes every emit ask for an ack and writes it
+	// again, with the same ack id, when a try got no ack within AckTimeout
+	// or its connection was lost, up to EmitRetries more times (at least
+	// once, as socket.io-client's `retries`); then an EmitWithAck fails with
+	// ErrAckTimeout and a plain Emit is counted in EmitsDropped. pigeon.v1
+	// ignores it: its emits carry an emitId the server dedupes and are
+	// written again after every reconnect until acked (exactly once). Zero
+	// value: socket.io emits are written once.
+	EmitRetries int
 	// AckTimeout bounds every request that expects a server reply (init,
 	// join, update, acked emits). Zero value means 10s.
 	AckTimeout time.Duration
@@ -215,6 +225,7 @@ func (c SocketConfig) Validate() error {
 	neg("ListenerQueue", int64(c.ListenerQueue))
 	neg("BufferCount", int64(c.BufferCount))
 	neg("BufferBytes", int64(c.BufferBytes))
+	neg("EmitRetries", int64(c.EmitRetries))
 	neg("AckTimeout", int64(c.AckTimeout))
 	neg("Linger", int64(c.Linger))
 	neg("PingInterval", int64(c.PingInterval))

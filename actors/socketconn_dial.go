@@ -410,9 +410,9 @@ func (s *socketConn) failAll(err error) {
 		p := s.resolve(id)
 		s.reply(p.sender, err)
 	}
-	// Buffered emits without an ack were answered when buffered; those
-	// with one were failed through s.pending above.
-	s.outbox, s.outboxBytes = nil, 0
+	// Buffered emits without an ack were answered when buffered (counted
+	// as dropped now); those with one were failed through s.pending above.
+	s.dropEmits()
 	for _, w := range s.connectWaiters {
 		s.reply(w, err)
 	}

@@ -98,18 +98,7 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 			return
 		}
 	}
-	out := s.outbox
-	s.outbox, s.outboxBytes = nil, 0
-	for i, o := range out {
-		if !s.established() {
-			s.outbox = append(s.outbox, out[i:]...)
-			for _, r := range out[i:] {
-				s.outboxBytes += r.size
-			}
-			break
-		}
-		s.sendEmit(o)
-	}
+	s.flushEmits()
 	if !s.link.joining {
 		s.answerConnected()
 	}
@@ -135,8 +124,7 @@ func (s *socketConn) onAck(m wire.Ack) {
 	}
 	switch p.kind {
 	case sockReqEmit:
-		s.reply(p.sender, &messages.EmitResult{Ack: m.Data})
-		s.sockMaybeIdle(false)
+		s.emitAcked(p, m.ID, m.Data, nil)
 	case sockReqJoin:
 		ch := p.channel
 		if m.Channel != "" {
@@ -170,8 +158,7 @@ func (s *socketConn) onServerError(m wire.Error) {
 	}
 	switch p.kind {
 	case sockReqEmit:
-		s.reply(p.sender, serr)
-		s.sockMaybeIdle(false)
+		s.emitAcked(p, m.ID, nil, serr)
 	case sockReqUpdate:
 		s.fail(fmt.Errorf("pigeon/actors: socket: update rejected: %w", serr), websocket.CloseNormalClosure)
 	case sockReqJoin:
@@ -229,10 +216,11 @@ func (s *socketConn) broadcast(ev messages.SocketEvent, all bool) {
 func (s *socketConn) snapshot() *messages.State {
 	st := &messages.State{
 		State: s.state, Err: s.termErr, Generation: s.gen, Attempt: s.attempt, Session: s.link.session,
-		Listeners: len(s.listeners), Buffered: len(s.outbox), PendingAcks: len(s.pending),
+		Listeners: len(s.listeners), PendingAcks: len(s.pending),
 		Dropped: s.droppedClosed, Duplicates: s.duplicates, Positions: map[string]wire.Position{},
-		LastErr: s.lastErr, Step: s.step(),
+		LastErr: s.lastErr, Step: s.step(), EmitsDropped: s.emitsDropped, EmitsResent: s.emitsResent,
 	}
+	st.Buffered, st.Unacked = s.buffered()
 	for _, l := range s.listeners {
 		st.Dropped += l.Dropped()
 	}

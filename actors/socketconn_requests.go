@@ -4,9 +4,14 @@ package actors
 // bookkeeping of the replies they wait for.
 
 import (
+	crand "crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
@@ -14,6 +19,7 @@ import (
 
 	"github.com/apppigeon/pigeon/messages"
 	"github.com/apppigeon/pigeon/transport/wire"
+	"github.com/apppigeon/pigeon/transport/ws"
 )
 
 func (s *socketConn) onConnect(ctx actor.Context) {
@@ -125,9 +131,14 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 	if ch == "" {
 		ch = s.cfg.JoinID
 	}
+	kept := s.keepsEmits()
 	op := wire.Emit{Event: m.Event, Channel: ch, Data: m.Data}
-	if m.WantAck {
+	if m.WantAck || kept {
 		op.ID = s.newID()
+	}
+	if kept && s.codec.Name() == wire.PigeonV1Name {
+		s.emitSeq++
+		op.Key = s.emitStream + "-" + strconv.FormatUint(s.emitSeq, 10)
 	}
 	// Encode now: a bad emit fails at once rather than on flush, and the
 	// frames (fresh memory) are all that is kept, not the caller's Data.
@@ -138,29 +149,232 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 	}
 	size := len(op.Data)
 	op.Data = nil
-	out := &sockOutgoing{op: op, frames: frames, sender: ctx.Sender(), wantAck: m.WantAck, size: size}
-	if s.established() {
+	out := &sockOutgoing{op: op, frames: frames, sender: ctx.Sender(), wantAck: m.WantAck, kept: kept, size: size}
+	if !kept && s.established() {
 		s.sendEmit(out)
 		return
 	}
+	// Kept emits count against the buffer until acked, others until sent.
 	if len(s.outbox)+1 > s.cfg.BufferCount || s.outboxBytes+out.size > s.cfg.BufferBytes {
 		s.sockRespond(ctx, ctx.Sender(), messages.ErrBufferFull)
 		return
 	}
 	s.outbox = append(s.outbox, out)
 	s.outboxBytes += out.size
-	if m.WantAck {
-		s.track(op.ID, &sockPending{kind: sockReqEmit, sender: out.sender})
-	} else {
+	switch {
+	case m.WantAck:
+		s.trackFor(op.ID, &sockPending{kind: sockReqEmit, sender: out.sender}, s.emitDeadline())
+	case kept:
+		s.pending[op.ID] = &sockPending{kind: sockReqEmit} // answered below; no deadline
+	default:
+		out.answered = true
 		s.sockRespond(ctx, ctx.Sender(), &messages.EmitResult{})
 	}
 	s.cancelLinger()
-	if s.state == messages.SocketIdle {
+	switch {
+	case s.established():
+		s.flushEmits()
+	case s.state == messages.SocketIdle:
 		s.sockDial()
+	}
+	if kept && !m.WantAck {
+		if s.panicked != nil { // an interceptor refused the write: say so
+			s.resolve(op.ID)
+			s.removeOutgoing(op.ID)
+			s.sockRespond(ctx, ctx.Sender(), fmt.Errorf("pigeon/actors: socket: emit: %w", s.panicked))
+			return
+		}
+		s.sockRespond(ctx, ctx.Sender(), &messages.EmitResult{})
 	}
 }
 
-// sendEmit writes an emit on the live connection and replies as documented.
+// keepsEmits reports whether emits are kept until the server acks them and
+// written again after a reconnect: always on pigeon.v1 (whose emitId the
+// server dedupes: exactly once), and on socket.io with EmitRetries (at
+// least once, like socket.io-client's retries).
+func (s *socketConn) keepsEmits() bool {
+	return s.codec.Name() == wire.PigeonV1Name || s.cfg.EmitRetries > 0
+}
+
+// emitDeadline bounds an EmitWithAck from its arrival: the ack timeout,
+// once per try when socket.io retries.
+func (s *socketConn) emitDeadline() time.Duration {
+	if s.codec.Name() == wire.PigeonV1Name {
+		return s.cfg.AckTimeout
+	}
+	return s.cfg.AckTimeout * time.Duration(s.cfg.EmitRetries+1)
+}
+
+// newEmitStream returns a random name for one incarnation's emit ids, so
+// that ids of different clients (and of a restarted actor) never meet at
+// the server.
+func newEmitStream() string {
+	var b [9]byte
+	_, _ = crand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// flushEmits writes, in order, every buffered emit not yet written on the
+// live connection. It stops at the first write the pump refuses (a full
+// queue): the rest follow on the next ack or connection. Emits that are
+// not kept leave the outbox once written.
+func (s *socketConn) flushEmits() {
+	if !s.established() || len(s.outbox) == 0 {
+		return
+	}
+	out := s.outbox
+	s.outbox = make([]*sockOutgoing, 0, len(out))
+	for i, o := range out {
+		if !s.established() {
+			s.outbox = append(s.outbox, out[i:]...)
+			return
+		}
+		if o.sentGen == s.gen {
+			s.outbox = append(s.outbox, o)
+			continue
+		}
+		if o.kept {
+			if !s.writeKept(o) {
+				s.outbox = append(s.outbox, out[i:]...)
+				return
+			}
+			s.outbox = append(s.outbox, o)
+			continue
+		}
+		s.outboxBytes -= o.size
+		s.sendEmit(o)
+	}
+}
+
+// writeKept writes a kept emit (again) on the live connection and arms its
+// try's ack timeout. A full write queue leaves it for later (false).
+func (s *socketConn) writeKept(o *sockOutgoing) bool {
+	if err := s.sendFrames(o.frames); err != nil {
+		var pe *messages.PanicError
+		if !errors.Is(err, ws.ErrQueueFull) && !errors.As(err, &pe) {
+			s.sendFailed(err) // Receive fails the socket on a panic
+		}
+		return false
+	}
+	if o.tries > 0 {
+		s.emitsResent++
+	}
+	o.tries++
+	o.sentGen = s.gen
+	if o.tryTmr != nil {
+		o.tryTmr.Stop()
+	}
+	id, gen, try := o.op.ID, s.gen, o.tries
+	o.tryTmr = s.clock.AfterFunc(s.cfg.AckTimeout, func() {
+		s.sys.Root.Send(s.self, &sockEmitTry{sockOwned: sockOwned{s}, id: id, gen: gen, try: try})
+	})
+	return true
+}
+
+// onEmitTryTimeout: a kept emit's try got no ack. On pigeon.v1 a live
+// connection that does not answer is lost: reconnect, and the emit is
+// written again after the rejoin. On socket.io the emit is written again
+// (the same ack id) until EmitRetries retries are spent, then given up.
+func (s *socketConn) onEmitTryTimeout(m *sockEmitTry) {
+	o := s.outgoing(m.id)
+	if o == nil || o.tries != m.try || o.sentGen != m.gen || m.gen != s.gen || !s.established() {
+		return
+	}
+	o.tryTmr = nil
+	if s.codec.Name() == wire.PigeonV1Name {
+		s.log.Info("socket: emit not acknowledged; reconnecting to resend", zap.String("id", m.id))
+		s.connLost(fmt.Errorf("pigeon/actors: socket: emit %s: %w", m.id, messages.ErrAckTimeout))
+		return
+	}
+	if o.tries <= s.cfg.EmitRetries {
+		o.sentGen = 0
+		s.flushEmits()
+		return
+	}
+	p := s.resolve(m.id)
+	s.removeOutgoing(m.id)
+	if o.wantAck {
+		if p != nil {
+			s.reply(p.sender, fmt.Errorf("pigeon/actors: socket: emit after %d tries: %w", o.tries, messages.ErrAckTimeout))
+		}
+	} else {
+		s.emitsDropped++
+		s.log.Warn("socket: emit dropped: no ack after its retries", zap.String("event", o.op.Event), zap.Int("tries", o.tries))
+	}
+	s.flushEmits()
+	s.sockMaybeIdle(false)
+}
+
+// emitAcked settles emit id after the server's ack (err nil) or error
+// reply: out of the outbox, its sender answered (a refused emit that was
+// already answered, a plain kept one, is counted as dropped), and the next
+// buffered emits written.
+func (s *socketConn) emitAcked(p *sockPending, id string, ack json.RawMessage, serr error) {
+	o := s.outgoing(id)
+	s.removeOutgoing(id)
+	switch {
+	case serr == nil:
+		s.reply(p.sender, &messages.EmitResult{Ack: ack})
+	case p.sender != nil:
+		s.reply(p.sender, serr)
+	case o != nil:
+		s.emitsDropped++
+		s.log.Warn("socket: emit dropped: refused by the server", zap.String("event", o.op.Event), zap.Error(serr))
+	}
+	s.flushEmits()
+	s.sockMaybeIdle(false)
+}
+
+// unsettledPlain counts the buffered or unacked emits whose Emit already
+// returned nil: what ending the socket now drops.
+func (s *socketConn) unsettledPlain() uint64 {
+	var n uint64
+	for _, o := range s.outbox {
+		if !o.wantAck {
+			n++
+		}
+	}
+	return n
+}
+
+// dropEmits empties the outbox as the socket ends, counting the plain
+// emits it gives up on (acked ones are answered through s.pending).
+func (s *socketConn) dropEmits() {
+	if n := s.unsettledPlain(); n > 0 {
+		s.emitsDropped += n
+		s.log.Warn("socket: emits dropped: the socket ended before the server acknowledged them", zap.Uint64("emits", n))
+	}
+	for _, o := range s.outbox {
+		if o.tryTmr != nil {
+			o.tryTmr.Stop()
+		}
+	}
+	s.outbox, s.outboxBytes = nil, 0
+}
+
+// buffered counts the emits not yet written on the live connection.
+func (s *socketConn) buffered() (buffered, unacked int) {
+	for _, o := range s.outbox {
+		if s.established() && o.sentGen == s.gen {
+			unacked++
+		} else {
+			buffered++
+		}
+	}
+	return buffered, unacked
+}
+
+func (s *socketConn) outgoing(id string) *sockOutgoing {
+	for _, o := range s.outbox {
+		if o.op.ID == id {
+			return o
+		}
+	}
+	return nil
+}
+
+// sendEmit writes an emit that is not kept on the live connection and
+// replies as documented.
 func (s *socketConn) sendEmit(out *sockOutgoing) {
 	_, tracked := s.pending[out.op.ID]
 	if out.wantAck && !tracked && s.codec.ExpectsReply(out.op) {
@@ -174,10 +388,15 @@ func (s *socketConn) sendEmit(out *sockOutgoing) {
 		if !errors.As(err, &pe) { // a full write queue
 			err = errors.Join(messages.ErrBufferFull, err)
 		}
+		if out.answered { // Emit returned nil when it was buffered
+			s.emitsDropped++
+			s.log.Warn("socket: buffered emit dropped: the write failed", zap.String("event", out.op.Event), zap.Error(err))
+			return
+		}
 		s.reply(out.sender, fmt.Errorf("pigeon/actors: socket: emit: %w", err))
 		return
 	}
-	if !out.wantAck {
+	if !out.wantAck && !out.answered {
 		s.reply(out.sender, &messages.EmitResult{})
 	} else if !s.codec.ExpectsReply(out.op) {
 		s.resolve(out.op.ID)
@@ -186,8 +405,11 @@ func (s *socketConn) sendEmit(out *sockOutgoing) {
 }
 
 // track registers a request waiting for a reply and arms its timeout.
-func (s *socketConn) track(id string, p *sockPending) {
-	p.timer = s.clock.AfterFunc(s.cfg.AckTimeout, func() {
+func (s *socketConn) track(id string, p *sockPending) { s.trackFor(id, p, s.cfg.AckTimeout) }
+
+// trackFor is track with timeout d.
+func (s *socketConn) trackFor(id string, p *sockPending, d time.Duration) {
+	p.timer = s.clock.AfterFunc(d, func() {
 		s.sys.Root.Send(s.self, &sockAckTimeout{sockOwned: sockOwned{s}, id: id})
 	})
 	s.pending[id] = p
@@ -227,6 +449,9 @@ func (s *socketConn) onAckTimeout(id string) {
 func (s *socketConn) removeOutgoing(id string) {
 	for i, o := range s.outbox {
 		if o.op.ID == id {
+			if o.tryTmr != nil {
+				o.tryTmr.Stop()
+			}
 			s.outboxBytes -= o.size
 			s.outbox = append(s.outbox[:i], s.outbox[i+1:]...)
 			return

@@ -219,6 +219,12 @@ type State struct {
 	Dropped uint64
 	// Duplicates is the number of events dropped as already seen.
 	Duplicates uint64
+	// Unacked is the number of emits written and kept until the server
+	// acks them (pigeon.v1; socket.io with EmitRetries).
+	Unacked int
+	// EmitsDropped is SocketStatus.EmitsDropped; EmitsResent counts emits
+	// written again (after a reconnect, or a socket.io retry).
+	EmitsDropped, EmitsResent uint64
 	// Positions is the last stream position seen per channel.
 	Positions map[string]Position
 	// LastErr is why the last connection attempt failed or the last

@@ -25,4 +25,10 @@ type SocketStatus struct {
 	// Disconnect, an error matching ErrReconnectExhausted when the
 	// attempts ran out, the terminal error otherwise). Nil otherwise.
 	Err error
+	// EmitsDropped counts, so far on this socket, the emits pigeon gave up
+	// on after Emit had returned nil: the server refused them, socket.io
+	// ran out of retries, or the socket ended before the server acked them
+	// (the final SocketClosed counts those too). A failed EmitWithAck
+	// returns its error instead and is not counted.
+	EmitsDropped uint64
 }

@@ -52,6 +52,8 @@ type Backend struct {
 
 	roomMu sync.Mutex
 	rooms  map[string]*room
+
+	emitIDs *emitDedupe
 }
 
 var _ http.Handler = (*Backend)(nil)
@@ -85,6 +87,7 @@ func New(opts ...Option) *Backend {
 		rooms:    make(map[string]*room),
 	}
 	b.auth.init()
+	b.emitIDs = newEmitDedupe(cfg.emitWindow)
 	b.upgrader = websocket.Upgrader{
 		Subprotocols: []string{Subprotocol},
 		// Example backend for non-browser clients: any origin is accepted.

@@ -43,6 +43,8 @@ type config struct {
 	jwt           bool
 	closeOnExpiry bool
 	logger        *slog.Logger
+	emitWindow    int
+	emitObserver  func(EmitRecord)
 }
 
 func defaultConfig() config {
@@ -56,7 +58,29 @@ func defaultConfig() config {
 		sendQueue:    DefaultSendQueue,
 		writeTimeout: DefaultWriteTimeout,
 		logger:       slog.New(slog.DiscardHandler),
+		emitWindow:   DefaultEmitDedupeWindow,
 	}
+}
+
+// WithEmitDedupeWindow sets how many emit ids (payload `emitId`) the
+// Backend remembers: an emit resent with a remembered id is acknowledged
+// with its first position and not published again. A resend that comes
+// after more than n other emits with ids is published again. Zero value
+// (or n <= 0) means DefaultEmitDedupeWindow (65536).
+func WithEmitDedupeWindow(n int) Option {
+	return optionFunc(func(c *config) {
+		if n > 0 {
+			c.emitWindow = n
+		}
+	})
+}
+
+// WithEmitObserver calls f once for every emit the Backend publishes (a
+// duplicate emitId is not published, so not observed), on the sending
+// connection's goroutine: f must be fast and safe for concurrent use. Zero
+// value: none.
+func WithEmitObserver(f func(EmitRecord)) Option {
+	return optionFunc(func(c *config) { c.emitObserver = f })
 }
 
 // WithAccessTTL sets the lifetime of issued access tokens. Zero value (or a

@@ -31,19 +31,22 @@ type Stats struct {
 	GhostRegistrations int64 // successful POST /chat/ghost/register (and RegisterGhost)
 	ChatMessages       int64 // messages stored in chat:universal (HTTP or websocket)
 
-	WSOpen        int64 // websocket connections currently open (decremented before the server drops the TCP connection)
-	WSTotal       int64 // websocket connections accepted since New
-	InitFrames    int64 // `init` frames received
-	InitAcks      int64 // `init_ack` frames sent
-	UpdateFrames  int64 // `update` frames received
-	UpdateAcks    int64 // `update` frames accepted (acked)
-	Joins         int64 // `join` frames accepted (acked)
-	Leaves        int64 // `leave` frames received
-	Emits         int64 // `emit` frames accepted (acked)
-	EventsSent    int64 // `event` frames queued to connections (including replays)
-	Replayed      int64 // `event` frames queued as replays after a recovered join
-	Pings         int64 // `ping` frames received
-	SlowConsumers int64 // connections closed with 4001
+	WSOpen       int64 // websocket connections currently open (decremented before the server drops the TCP connection)
+	WSTotal      int64 // websocket connections accepted since New
+	InitFrames   int64 // `init` frames received
+	InitAcks     int64 // `init_ack` frames sent
+	UpdateFrames int64 // `update` frames received
+	UpdateAcks   int64 // `update` frames accepted (acked)
+	Joins        int64 // `join` frames accepted (acked)
+	Leaves       int64 // `leave` frames received
+	Emits        int64 // `emit` frames accepted (acked)
+	// EmitDuplicates counts emits whose emitId was seen before: acked
+	// again, not published.
+	EmitDuplicates int64
+	EventsSent     int64 // `event` frames queued to connections (including replays)
+	Replayed       int64 // `event` frames queued as replays after a recovered join
+	Pings          int64 // `ping` frames received
+	SlowConsumers  int64 // connections closed with 4001
 
 	// Closes counts the close codes the server sent (or, for a client that
 	// closed first, echoed), by code. 1006 counts connections that ended
@@ -59,6 +62,7 @@ type counters struct {
 	wsOpen, wsTotal, initFrames, initAcks           atomic.Int64
 	updateFrames, updateAcks, joins, leaves, emits  atomic.Int64
 	eventsSent, replayed, pings, slowConsumers      atomic.Int64
+	emitDuplicates                                  atomic.Int64
 	mu                                              sync.Mutex
 	requests                                        map[string]int64
 	closes                                          map[int]int64
@@ -106,6 +110,7 @@ func (c *counters) snapshot() Stats {
 		Joins:              c.joins.Load(),
 		Leaves:             c.leaves.Load(),
 		Emits:              c.emits.Load(),
+		EmitDuplicates:     c.emitDuplicates.Load(),
 		EventsSent:         c.eventsSent.Load(),
 		Replayed:           c.replayed.Load(),
 		Pings:              c.pings.Load(),

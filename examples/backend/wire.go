@@ -84,6 +84,10 @@ type emitPayload struct {
 	Event   string          `json:"event"`
 	Channel string          `json:"channel"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	// EmitID names the emit across connections: a copy resent after a
+	// reconnect is acknowledged again (duplicate: true) but not published
+	// twice (see WithEmitDedupeWindow). "" means no deduplication.
+	EmitID string `json:"emitId,omitempty"`
 }
 
 type pingPayload struct {
@@ -109,9 +113,10 @@ type joinAckPayload struct {
 }
 
 type emitAckPayload struct {
-	Channel string `json:"channel"`
-	Epoch   string `json:"epoch"`
-	Seq     uint64 `json:"seq"`
+	Channel   string `json:"channel"`
+	Epoch     string `json:"epoch"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate,omitempty"` // an emitId seen before: the first copy's position
 }
 
 type leaveAckPayload struct {

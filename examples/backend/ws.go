@@ -494,7 +494,6 @@ func (c *wsConn) handleLeave(f *inFrame) {
 }
 
 func (c *wsConn) handleEmit(f *inFrame) {
-	b := c.b
 	var p emitPayload
 	if !c.decode(f, &p) {
 		return
@@ -509,27 +508,37 @@ func (c *wsConn) handleEmit(f *inFrame) {
 		return
 	}
 	c.waitRoom(1) // the sender's own event
-	var pos Position
-	var err error
+	if p.EmitID != "" {
+		c.handleEmitOnce(f, &p, rm)
+		return
+	}
+	pos, err := c.publishEmit(&p, rm)
+	if err != nil {
+		c.sendError(f.ID, ErrCodeBadRequest, err.Error())
+		return
+	}
+	c.ackEmit(f, &p, pos)
+}
+
+// publishEmit publishes an accepted emit into its room.
+func (c *wsConn) publishEmit(p *emitPayload, rm *room) (Position, error) {
 	if p.Channel == UniversalChannel && p.Event == ChatMessageEvent {
 		var m struct {
 			Text string `json:"text"`
 		}
 		if json.Unmarshal(p.Data, &m) != nil || !validText(m.Text) {
-			c.sendError(f.ID, ErrCodeBadRequest, `chat messages need data {"text": "..."} of 1 to 4096 bytes`)
-			return
+			return Position{}, errors.New(`chat messages need data {"text": "..."} of 1 to 4096 bytes`)
 		}
-		var msg ChatMessage
-		msg, err = b.postChat(c.who, m.Text)
-		pos = Position{Epoch: msg.Epoch, Seq: msg.Seq}
-	} else {
-		pos, err = b.publish(rm, p.Event, func(uint64) (json.RawMessage, error) { return p.Data, nil })
+		msg, err := c.b.postChat(c.who, m.Text)
+		return Position{Epoch: msg.Epoch, Seq: msg.Seq}, err
 	}
-	if err != nil {
-		c.sendError(f.ID, ErrCodeBadRequest, err.Error())
-		return
-	}
-	b.stats.emits.Add(1)
+	return c.b.publish(rm, p.Event, func(uint64) (json.RawMessage, error) { return p.Data, nil })
+}
+
+// ackEmit counts a published emit and acks it when it asked for a reply.
+func (c *wsConn) ackEmit(f *inFrame, p *emitPayload, pos Position) {
+	c.b.stats.emits.Add(1)
+	c.b.observeEmit(c.who, p)
 	if f.ID != "" { // an emit without id wants no reply (socket.md)
 		c.reply(outFrame{Type: TypeAck, ID: f.ID, Payload: emitAckPayload{Channel: p.Channel, Epoch: pos.Epoch, Seq: pos.Seq}})
 	}

@@ -91,6 +91,7 @@ type v1Emit struct {
 	Event   string          `json:"event"`
 	Channel string          `json:"channel,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+	EmitID  string          `json:"emitId,omitempty"`
 }
 
 type v1Ping struct {
@@ -126,7 +127,7 @@ func (c pigeonV1) Encode(op Op) ([]Frame, error) {
 			return nil, errors.New("pigeon/wire: pigeon.v1: emit data is not valid JSON")
 		}
 		env = v1Envelope{Type: "emit", ID: op.ID}
-		payload = v1Emit{Event: op.Event, Channel: op.Channel, Data: op.Data}
+		payload = v1Emit{Event: op.Event, Channel: op.Channel, Data: op.Data, EmitID: op.Key}
 	case Ping:
 		env = v1Envelope{Type: "ping"}
 		payload = v1Ping(op)

@@ -58,12 +58,16 @@ type Leave struct {
 	Channel string
 }
 
-// Emit sends an event. ID non-empty asks for an ack.
+// Emit sends an event. ID non-empty asks for an ack. Key, when set, names
+// the emit across connections so that a server can drop a copy resent
+// after a reconnect (pigeon.v1 payload `emitId`; socket.io has no such
+// field and reuses the ack ID instead).
 type Emit struct {
 	ID      string
 	Event   string
 	Channel string
 	Data    json.RawMessage
+	Key     string
 }
 
 // Ping is a client keep-alive (pigeon.v1 `ping`).
