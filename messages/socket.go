@@ -171,7 +171,11 @@ type Unlistened struct{}
 // socket.io has no channels). Data is JSON (nil: none). While
 // disconnected the emit is buffered within the configured count and byte
 // bounds (overflow: ErrBufferFull at once) and, in lazy mode, the
-// SocketConn dials. Reply:
+// SocketConn dials. On pigeon.v1 (and socket.io with EmitRetries) an emit
+// is kept, within the same bounds, until the server acks it and written
+// again after a reconnect (pigeon.v1 with an emitId the server dedupes:
+// exactly once); one given up on after its reply is counted in
+// SocketStatus.EmitsDropped. Reply:
 //   - WantAck false: *EmitResult{} once the frame is queued for writing or
 //     buffered;
 //   - WantAck true: *EmitResult{Ack} with the server's ack payload, or
@@ -211,7 +215,8 @@ type State struct {
 	Attempt   int
 	Session   string
 	Listeners int
-	// Buffered is the number of emits waiting for a connection.
+	// Buffered is the number of emits not yet written on the live
+	// connection (all of them while disconnected).
 	Buffered int
 	// PendingAcks is the number of requests waiting for a server reply.
 	PendingAcks int
