@@ -72,13 +72,11 @@ type (
 		sockOwned
 		id string
 	}
-	// sockEmitTry: try number try of emit id, sent on connection gen, got
-	// no ack within the ack timeout.
-	sockEmitTry struct {
+	// sockEmitWatch: time to look for kept emits written on connection
+	// gen that got no ack within the ack timeout.
+	sockEmitWatch struct {
 		sockOwned
-		id  string
 		gen uint64
-		try int
 	}
 	sockCloserDone struct{ sockOwned }
 )
@@ -100,7 +98,7 @@ func (*sockReconnectTick) IgnoreDeadLetterLogging() {}
 func (*sockPingTick) IgnoreDeadLetterLogging()      {}
 func (*sockLingerTick) IgnoreDeadLetterLogging()    {}
 func (*sockAckTimeout) IgnoreDeadLetterLogging()    {}
-func (*sockEmitTry) IgnoreDeadLetterLogging()       {}
+func (*sockEmitWatch) IgnoreDeadLetterLogging()     {}
 func (*sockCloserDone) IgnoreDeadLetterLogging()    {}
 
 // sockDial hands a dialed conn from the dial goroutine to the actor, or
@@ -165,11 +163,11 @@ type sockOutgoing struct {
 	kept    bool
 	// answered: a plain emit buffered while disconnected, whose Emit
 	// already returned nil.
-	answered bool
-	size     int
-	sentGen  uint64   // the connection it was last written on (0: none)
-	tries    int      // times written
-	tryTmr   ws.Timer // the current try's ack timeout
+	answered  bool
+	size      int
+	sentGen   uint64    // the connection it was last written on (0: none)
+	tries     int       // times written
+	writtenAt time.Time // when it was last written
 }
 
 // sockLink is the state of one connection: the dial under way, then the
@@ -252,6 +250,10 @@ type socketConn struct {
 	emitSeq      uint64
 	emitsDropped uint64 // emits given up on after Emit returned nil
 	emitsResent  uint64
+	// emitWatch is the one ack-timeout timer of the kept emits written on
+	// connection emitWatchGen (armed for the oldest of them).
+	emitWatch    ws.Timer
+	emitWatchGen uint64
 
 	listeners      map[uint64]*SocketListener
 	connectWaiters []*actor.PID
@@ -343,8 +345,8 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		}
 	case *sockAckTimeout:
 		s.onAckTimeout(m.id)
-	case *sockEmitTry:
-		s.onEmitTryTimeout(m)
+	case *sockEmitWatch:
+		s.onEmitWatch(m)
 	case *sockCloserDone:
 	}
 }

@@ -219,35 +219,28 @@ func newEmitStream() string {
 // queue): the rest follow on the next ack or connection. Emits that are
 // not kept leave the outbox once written.
 func (s *socketConn) flushEmits() {
-	if !s.established() || len(s.outbox) == 0 {
+	if !s.established() {
 		return
 	}
-	out := s.outbox
-	s.outbox = make([]*sockOutgoing, 0, len(out))
-	for i, o := range out {
-		if !s.established() {
-			s.outbox = append(s.outbox, out[i:]...)
-			return
-		}
-		if o.sentGen == s.gen {
-			s.outbox = append(s.outbox, o)
-			continue
-		}
-		if o.kept {
-			if !s.writeKept(o) {
-				s.outbox = append(s.outbox, out[i:]...)
-				return
+	j, blocked := 0, false
+	for _, o := range s.outbox {
+		if !blocked && s.established() && o.sentGen != s.gen {
+			if !o.kept {
+				s.outboxBytes -= o.size
+				s.sendEmit(o)
+				continue
 			}
-			s.outbox = append(s.outbox, o)
-			continue
+			blocked = !s.writeKept(o)
 		}
-		s.outboxBytes -= o.size
-		s.sendEmit(o)
+		s.outbox[j] = o
+		j++
 	}
+	clear(s.outbox[j:])
+	s.outbox = s.outbox[:j]
 }
 
-// writeKept writes a kept emit (again) on the live connection and arms its
-// try's ack timeout. A full write queue leaves it for later (false).
+// writeKept writes a kept emit (again) on the live connection and makes
+// sure the ack watch runs. A full write queue leaves it for later (false).
 func (s *socketConn) writeKept(o *sockOutgoing) bool {
 	if err := s.sendFrames(o.frames); err != nil {
 		var pe *messages.PanicError
@@ -261,47 +254,77 @@ func (s *socketConn) writeKept(o *sockOutgoing) bool {
 	}
 	o.tries++
 	o.sentGen = s.gen
-	if o.tryTmr != nil {
-		o.tryTmr.Stop()
+	o.writtenAt = s.clock.Now()
+	if s.emitWatch == nil || s.emitWatchGen != s.gen {
+		s.armEmitWatch(s.cfg.AckTimeout)
 	}
-	id, gen, try := o.op.ID, s.gen, o.tries
-	o.tryTmr = s.clock.AfterFunc(s.cfg.AckTimeout, func() {
-		s.sys.Root.Send(s.self, &sockEmitTry{sockOwned: sockOwned{s}, id: id, gen: gen, try: try})
-	})
 	return true
 }
 
-// onEmitTryTimeout: a kept emit's try got no ack. On pigeon.v1 a live
-// connection that does not answer is lost: reconnect, and the emit is
-// written again after the rejoin. On socket.io the emit is written again
-// (the same ack id) until EmitRetries retries are spent, then given up.
-func (s *socketConn) onEmitTryTimeout(m *sockEmitTry) {
-	o := s.outgoing(m.id)
-	if o == nil || o.tries != m.try || o.sentGen != m.gen || m.gen != s.gen || !s.established() {
+func (s *socketConn) armEmitWatch(d time.Duration) {
+	if s.emitWatch != nil {
+		s.emitWatch.Stop()
+	}
+	gen := s.gen
+	s.emitWatchGen = gen
+	s.emitWatch = s.clock.AfterFunc(d, func() {
+		s.sys.Root.Send(s.self, &sockEmitWatch{sockOwned: sockOwned{s}, gen: gen})
+	})
+}
+
+// onEmitWatch handles the kept emits of the live connection that got no
+// ack within the ack timeout. On pigeon.v1 a connection that does not
+// answer is lost: reconnect, and they are written again after the rejoin.
+// On socket.io each is written again (the same ack id) until EmitRetries
+// retries are spent, then given up.
+func (s *socketConn) onEmitWatch(m *sockEmitWatch) {
+	if m.gen != s.gen || s.emitWatchGen != m.gen {
 		return
 	}
-	o.tryTmr = nil
-	if s.codec.Name() == wire.PigeonV1Name {
-		s.log.Info("socket: emit not acknowledged; reconnecting to resend", zap.String("id", m.id))
-		s.connLost(fmt.Errorf("pigeon/actors: socket: emit %s: %w", m.id, messages.ErrAckTimeout))
+	s.emitWatch = nil
+	if !s.established() {
 		return
 	}
-	if o.tries <= s.cfg.EmitRetries {
-		o.sentGen = 0
-		s.flushEmits()
-		return
-	}
-	p := s.resolve(m.id)
-	s.removeOutgoing(m.id)
-	if o.wantAck {
-		if p != nil {
-			s.reply(p.sender, fmt.Errorf("pigeon/actors: socket: emit after %d tries: %w", o.tries, messages.ErrAckTimeout))
+	now := s.clock.Now()
+	var expired []*sockOutgoing
+	next := time.Duration(-1)
+	for _, o := range s.outbox {
+		if !o.kept || o.sentGen != s.gen {
+			continue
 		}
-	} else {
+		if left := o.writtenAt.Add(s.cfg.AckTimeout).Sub(now); left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		expired = append(expired, o)
+	}
+	if len(expired) > 0 && s.codec.Name() == wire.PigeonV1Name {
+		s.log.Info("socket: emits not acknowledged; reconnecting to resend", zap.Int("emits", len(expired)))
+		s.connLost(fmt.Errorf("pigeon/actors: socket: %d emits: %w", len(expired), messages.ErrAckTimeout))
+		return
+	}
+	for _, o := range expired {
+		if o.tries <= s.cfg.EmitRetries {
+			o.sentGen = 0 // written again by flushEmits
+			continue
+		}
+		p := s.resolve(o.op.ID)
+		s.removeOutgoing(o.op.ID)
+		if o.wantAck {
+			if p != nil {
+				s.reply(p.sender, fmt.Errorf("pigeon/actors: socket: emit after %d tries: %w", o.tries, messages.ErrAckTimeout))
+			}
+			continue
+		}
 		s.emitsDropped++
 		s.log.Warn("socket: emit dropped: no ack after its retries", zap.String("event", o.op.Event), zap.Int("tries", o.tries))
 	}
 	s.flushEmits()
+	if next >= 0 && s.established() {
+		s.armEmitWatch(next) // the oldest one still waiting (sooner than any retry's)
+	}
 	s.sockMaybeIdle(false)
 }
 
@@ -344,10 +367,9 @@ func (s *socketConn) dropEmits() {
 		s.emitsDropped += n
 		s.log.Warn("socket: emits dropped: the socket ended before the server acknowledged them", zap.Uint64("emits", n))
 	}
-	for _, o := range s.outbox {
-		if o.tryTmr != nil {
-			o.tryTmr.Stop()
-		}
+	if s.emitWatch != nil {
+		s.emitWatch.Stop()
+		s.emitWatch = nil
 	}
 	s.outbox, s.outboxBytes = nil, 0
 }
@@ -449,9 +471,6 @@ func (s *socketConn) onAckTimeout(id string) {
 func (s *socketConn) removeOutgoing(id string) {
 	for i, o := range s.outbox {
 		if o.op.ID == id {
-			if o.tryTmr != nil {
-				o.tryTmr.Stop()
-			}
 			s.outboxBytes -= o.size
 			s.outbox = append(s.outbox[:i], s.outbox[i+1:]...)
 			return
