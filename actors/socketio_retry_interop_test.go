@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/apppigeon/pigeon/internal/nodepeer"
@@ -26,7 +25,8 @@ func TestSocketIOInterop_EmitRetries(t *testing.T) {
 	url := "http://127.0.0.1:" + nodepeer.Start(t, filepath.Join("testdata", "sioretry"), "socket.io") + "/socket.io/"
 	sys := NewSystem(zaptest.NewLogger(t), WithDeadLetterThrottle(time.Millisecond))
 	t.Cleanup(sys.Shutdown)
-	spawn := func(retries int) *actor.PID {
+	// emitVia spawns a socket with retries and sends it m.
+	emitVia := func(retries int, m *messages.Emit) (*messages.EmitResult, error) {
 		pid := sys.Root.Spawn(NewSocketConnProps(SocketConfig{
 			URL:         url,
 			AckTimeout:  200 * time.Millisecond,
@@ -35,11 +35,10 @@ func TestSocketIOInterop_EmitRetries(t *testing.T) {
 			Logger:      zaptest.NewLogger(t),
 		}))
 		t.Cleanup(func() { _ = StopAndWait(context.Background(), sys, pid) })
-		return pid
+		return AskAs[*messages.EmitResult](tctx(t), sys, pid, m)
 	}
-	ctx := tctx(t)
 
-	r, err := AskAs[*messages.EmitResult](ctx, sys, spawn(2), &messages.Emit{Event: "flaky", Data: json.RawMessage(`{"n":1}`), WantAck: true})
+	r, err := emitVia(2, &messages.Emit{Event: "flaky", Data: json.RawMessage(`{"n":1}`), WantAck: true})
 	if err != nil {
 		t.Fatalf("EmitWithAck with retries = %v, want the ack of the second copy", err)
 	}
@@ -48,7 +47,7 @@ func TestSocketIOInterop_EmitRetries(t *testing.T) {
 		t.Fatalf("ack %s: want n 1 and at least 2 copies received", r.Ack)
 	}
 
-	if _, err := AskAs[*messages.EmitResult](ctx, sys, spawn(0), &messages.Emit{Event: "flaky", Data: json.RawMessage(`{"n":2}`), WantAck: true}); !errors.Is(err, messages.ErrAckTimeout) {
+	if _, err := emitVia(0, &messages.Emit{Event: "flaky", Data: json.RawMessage(`{"n":2}`), WantAck: true}); !errors.Is(err, messages.ErrAckTimeout) {
 		t.Fatalf("EmitWithAck without retries = %v, want ErrAckTimeout", err)
 	}
 }
