@@ -24,7 +24,8 @@ import (
 
 // SocketConnectParams says where the socket connects. Token "" means the
 // stored (current) token, kept fresh: a refresh reaches the live connection
-// as an `update`. A URL whose path contains "/socket.io" speaks socket.io
+// as an `update` (socket.io: a reconnect with the new auth payload that
+// resumes the session, see WithSocketIOTokenUpdate). A URL whose path contains "/socket.io" speaks socket.io
 // v4; any other URL pigeon.v1. JoinID, when set, is joined after the
 // handshake (pigeon.v1 `join`; socket.io: the join event, "join" unless
 // WithSocketIOJoinEvent). Namespace is the socket.io namespace ("" = the
