@@ -429,21 +429,11 @@ func newSocketHolder(env socketEnv) *socketHolder {
 	return &socketHolder{env: env, status: actors.NewSocketStatusFeed()}
 }
 
-// errSocketGone cancels requests to an actor that has stopped.
-var errSocketGone = errors.New("pigeon: socket actor stopped")
-
 // socketAsk is actors.AskAs bound to run: when run's actor has stopped
-// the request fails with actors.ErrNoReply instead of waiting for ctx.
+// the request fails with actors.ErrNoReply instead of waiting for ctx
+// (without a context of its own per request: Emit's hot path).
 func socketAsk[T any](ctx context.Context, sys *actor.ActorSystem, run *socketRun, msg any) (T, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(run.life, func() { cancel(errSocketGone) })
-	defer stop()
-	r, err := actors.AskAs[T](ctx, sys, run.pid, msg)
-	if err != nil && errors.Is(context.Cause(ctx), errSocketGone) {
-		err = actors.ErrNoReply
-	}
-	return r, err
+	return actors.AskAsUntil[T](ctx, run.life.Done(), sys, run.pid, msg)
 }
 
 // withBearer sets the socket's bearer on hdr, or removes any when the

@@ -98,6 +98,29 @@ const scenarios = {
     });
     s.on("after", () => done(out));
   },
+  // bench: receive N "tick" events (argv[4], default 100000) in blasts of
+  // 1024, as BenchmarkSocketIOEvents does; prints ns per event.
+  blast() {
+    const total = Number(process.argv[4] || 100000);
+    const s = io(base, opts({ auth: { token: "good-token" } }));
+    let got = 0;
+    let asked = 0;
+    let t0;
+    const ask = () => {
+      const n = Math.min(1024, total - asked);
+      asked += n;
+      s.emit("blast", n);
+    };
+    s.on("tick", () => {
+      got++;
+      if (got === total) done({ events: total, nsPerEvent: Number(process.hrtime.bigint() - t0) / total });
+      else if (got === asked) ask();
+    });
+    s.on("connect", () => {
+      t0 = process.hrtime.bigint();
+      ask();
+    });
+  },
 };
 
 const run = scenarios[scenario];

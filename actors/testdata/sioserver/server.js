@@ -30,6 +30,8 @@
 //   cannot be recovered.
 // - "after" (room): broadcasts "after" to room (a marker: everything sent
 //   before it has arrived once it does).
+// - "blast" (n, ack?): emits n "tick" events {i} as fast as it can, then
+//   acks n (bench/socketio_bench_test.go).
 // Exits when stdin closes (the test's process ends or kills it).
 const http = require("http");
 const { Server } = require("socket.io");
@@ -94,6 +96,10 @@ function handlers(server, nsp) {
       if (socket.data.forget && nsp.adapter.sessions) nsp.adapter.sessions.delete(socket.pid);
     });
     socket.on("after", (room) => nsp.to(room).emit("after", 1));
+    socket.on("blast", (n, ack) => {
+      for (let i = 0; i < n; i++) socket.emit("tick", { i });
+      if (typeof ack === "function") ack(n);
+    });
   });
 }
 handlers(io, io.of("/"));
