@@ -4,6 +4,7 @@ package actors
 // teardown, reconnect and the terminal states).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -151,6 +152,7 @@ func (s *socketConn) sendInit() {
 	s.link.initSent = true
 	op := wire.Init{ID: s.newID(), Headers: s.headers.Clone(), PID: s.sio.pid, Offset: s.sio.offset}
 	s.link.sio.sentPID = op.PID
+	s.link.sio.headers = op.Headers
 	s.link.initID = op.ID
 	s.link.initVer = s.headersVer
 	if s.codec.ExpectsReply(op) {
@@ -500,6 +502,10 @@ func (s *socketConn) updateByReconnect() bool {
 // session), connects again with the new credentials and the pid and
 // offset to resume from. Emits meanwhile wait in the buffer.
 func (s *socketConn) reconnectForUpdate() {
+	if !s.credentialsChanged() {
+		s.link.initVer = s.headersVer // nothing the server would see changed
+		return
+	}
 	pump := s.link.pump
 	s.log.Info("socket: credentials changed; reconnecting with them")
 	s.dropConn(websocket.CloseNormalClosure, "credentials changed")
@@ -519,6 +525,19 @@ func (s *socketConn) reconnectForUpdate() {
 		}
 		sys.Root.Send(self, &sockRedial{sockOwned: sockOwned{s}, gen: gen})
 	}()
+}
+
+// credentialsChanged reports whether the CONNECT the current headers make
+// differs from the one this connection was opened with (only the auth
+// payload travels in it: a header the payload does not carry changes
+// nothing the server checks, so it is no reason to reconnect).
+func (s *socketConn) credentialsChanged() bool {
+	now, err := s.codec.Encode(wire.Init{Headers: s.headers})
+	if err != nil {
+		return true // the next CONNECT reports it
+	}
+	was, err := s.codec.Encode(wire.Init{Headers: s.link.sio.headers})
+	return err != nil || len(now) != len(was) || len(now) > 0 && !bytes.Equal(now[0].Data, was[0].Data)
 }
 
 // sockRedial: the connection closed for new credentials is gone; dial.

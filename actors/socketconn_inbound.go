@@ -6,6 +6,7 @@ package actors
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/gorilla/websocket"
@@ -48,6 +49,7 @@ type sioLink struct {
 	partial *wire.Partial
 	bins    [][]byte
 	sentPID string
+	headers http.Header // the headers the CONNECT carried
 }
 
 // sioSession is what connection state recovery carries from one socket.io

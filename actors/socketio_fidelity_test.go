@@ -416,6 +416,17 @@ func TestSocketIOFidelity_TokenChangeReconnectsAndResumes(t *testing.T) {
 		return w
 	}
 	first := whoami()
+	// A header the auth payload does not carry is no reason to reconnect.
+	st0, err := AskAs[*messages.State](tctx(t), p.sys, p.pid, &messages.GetState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AskAs[*messages.HeadersUpdated](tctx(t), p.sys, p.pid, &messages.UpdateHeaders{Headers: http.Header{"Authorization": {"Bearer good-token"}, "X-Trace": {"1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st1, err := AskAs[*messages.State](tctx(t), p.sys, p.pid, &messages.GetState{}); err != nil || st1.Generation != st0.Generation || st1.State != messages.SocketConnected {
+		t.Fatalf("after a header change outside the auth payload: %+v %v (was generation %d)", st1, err, st0.Generation)
+	}
 	if _, err := AskAs[*messages.HeadersUpdated](tctx(t), p.sys, p.pid, &messages.UpdateHeaders{Headers: http.Header{"Authorization": {"Bearer good-token-2"}}}); err != nil {
 		t.Fatal(err)
 	}
