@@ -1,12 +1,14 @@
-package pigeon_test
+package actors_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -14,13 +16,19 @@ import (
 	"github.com/apppigeon/pigeon/internal/nodepeer"
 )
 
+// This file is in package actors_test, in the actors test binary, so the
+// npm packages of testdata/sioserver are installed by one package's tests
+// only (two packages running `npm ci` in one directory at once would break
+// each other in a fresh clone).
+
 // The facade's side of socket.io fidelity (docs/socket.md F1–F3, F8)
 // against the npm socket.io server: SocketConnectParams.Namespace,
 // SocketArgs, []byte as a binary attachment, Event.Args and a token change
 // that reconnects and resumes.
 func TestSocketIOFacade_NamespaceArgumentsBinaryAndTokenChange(t *testing.T) {
-	base := "http://127.0.0.1:" + nodepeer.Start(t, filepath.Join("actors", "testdata", "sioserver"), "socket.io")
-	ctx := ctxT(t)
+	base := "http://127.0.0.1:" + nodepeer.Start(t, filepath.Join("testdata", "sioserver"), "socket.io")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
 	g, err := pigeon.NewGhost(pigeon.WithInMemoryStore(), pigeon.WithBaseURL(base), pigeon.WithLogger(zaptest.NewLogger(t)))
 	if err != nil {
 		t.Fatal(err)
