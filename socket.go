@@ -24,14 +24,19 @@ import (
 
 // SocketConnectParams says where the socket connects. Token "" means the
 // stored (current) token, kept fresh: a refresh reaches the live connection
-// as an `update`. A URL whose path contains "/socket.io" speaks socket.io
+// as an `update` (socket.io: a reconnect with the new auth payload that
+// resumes the session, see WithSocketIOTokenUpdate). A URL whose path contains "/socket.io" speaks socket.io
 // v4; any other URL pigeon.v1. JoinID, when set, is joined after the
 // handshake (pigeon.v1 `join`; socket.io: the join event, "join" unless
-// WithSocketIOJoinEvent).
+// WithSocketIOJoinEvent). Namespace is the socket.io namespace ("" = the
+// main namespace "/"; "chat" means "/chat"); a socket.io URL whose path
+// goes on after "/socket.io/" is an error rather than the main namespace,
+// and pigeon.v1 has no namespaces.
 type SocketConnectParams struct {
-	Token  string
-	URL    string
-	JoinID string
+	Token     string
+	URL       string
+	JoinID    string
+	Namespace string
 }
 
 // Event is one socket event: Name and its JSON Data, plus the Channel and
@@ -301,6 +306,51 @@ func WithSocketInterceptor(f SocketInterceptor) Option {
 	})
 }
 
+// SocketIOTokenUpdate is how a new token reaches a socket.io server.
+type SocketIOTokenUpdate = wire.TokenUpdate
+
+const (
+	// SocketIOReconnect (the default): close the transport and connect
+	// again at once with the new auth payload; a server with
+	// connectionStateRecovery resumes the session and replays what was
+	// sent meanwhile (SocketStatus.Recovered), so nothing is lost. A
+	// stock server needs no handler.
+	SocketIOReconnect = wire.TokenUpdateReconnect
+	// SocketIOUpdateEvent: emit "update" with the auth payload on the live
+	// connection; the server must handle it (docs/socket.md).
+	SocketIOUpdateEvent = wire.TokenUpdateEvent
+)
+
+// WithSocketIOTokenUpdate sets how a new token reaches a socket.io
+// server. Zero value (option absent): SocketIOReconnect.
+func WithSocketIOTokenUpdate(m SocketIOTokenUpdate) Option {
+	return optionFunc(func(c *config) error {
+		if m != SocketIOReconnect && m != SocketIOUpdateEvent {
+			return fmt.Errorf("pigeon: WithSocketIOTokenUpdate: unknown mode %d", m)
+		}
+		c.socket.sioOpts = append(c.socket.sioOpts, wire.WithTokenUpdate(m))
+		return nil
+	})
+}
+
+// SocketArgs sends several arguments in one socket.io Emit (each a []byte,
+// sent as a binary attachment, a json.RawMessage, or any value
+// encoding/json takes). pigeon.v1 refuses it.
+type SocketArgs []any
+
+// SocketArg is one argument of a socket.io event (Event.Args): Binary for
+// a binary attachment, JSON otherwise.
+type SocketArg = messages.SocketArg
+
+// ErrServerDisconnect: the socket.io server ended the session on purpose
+// (socket.disconnect()). As with the reference client the socket does not
+// reconnect: it is SocketClosed with this error.
+var ErrServerDisconnect = messages.ErrServerDisconnect
+
+// ErrAlreadyAcked: Event.Ack was called again; the server's ack request
+// is answered once.
+var ErrAlreadyAcked = messages.ErrAlreadyAcked
+
 // WithSocketIOJoinEvent names the event that carries JoinID on socket.io
 // connections. Zero value: "join".
 func WithSocketIOJoinEvent(name string) Option {
@@ -386,6 +436,7 @@ type socketHolder struct {
 	sys    *actor.ActorSystem // set with the first actor
 	run    *socketRun
 	static string // SocketConnectParams.Token, "" = follow the client
+	sio    bool   // the socket speaks socket.io
 	strip  bool   // the socket's URL may not carry the bearer
 	closed bool
 	// disconnected: DisconnectSocket ended the socket on purpose; Listen
@@ -402,21 +453,11 @@ func newSocketHolder(env socketEnv) *socketHolder {
 	return &socketHolder{env: env, status: actors.NewSocketStatusFeed()}
 }
 
-// errSocketGone cancels requests to an actor that has stopped.
-var errSocketGone = errors.New("pigeon: socket actor stopped")
-
 // socketAsk is actors.AskAs bound to run: when run's actor has stopped
-// the request fails with actors.ErrNoReply instead of waiting for ctx.
+// the request fails with actors.ErrNoReply instead of waiting for ctx
+// (without a context of its own per request: Emit's hot path).
 func socketAsk[T any](ctx context.Context, sys *actor.ActorSystem, run *socketRun, msg any) (T, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(run.life, func() { cancel(errSocketGone) })
-	defer stop()
-	r, err := actors.AskAs[T](ctx, sys, run.pid, msg)
-	if err != nil && errors.Is(context.Cause(ctx), errSocketGone) {
-		err = actors.ErrNoReply
-	}
-	return r, err
+	return actors.AskAsUntil[T](ctx, run.life.Done(), sys, run.pid, msg)
 }
 
 // withBearer sets the socket's bearer on hdr, or removes any when the
@@ -504,8 +545,15 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		// stays fixed).
 		cfg.AuthStore, cfg.UID = h.env.store, h.env.uid
 	}
-	if strings.Contains(p.URL, "/socket.io") {
-		cfg.Codec = wire.SocketIO(h.env.cfg.sioOpts...)
+	sio := strings.Contains(p.URL, "/socket.io")
+	if sio {
+		opts := h.env.cfg.sioOpts
+		if p.Namespace != "" {
+			opts = append(opts[:len(opts):len(opts)], wire.WithNamespace(p.Namespace))
+		}
+		cfg.Codec = wire.SocketIO(opts...)
+	} else if p.Namespace != "" {
+		return fmt.Errorf("pigeon: SocketInit: Namespace %q: namespaces are socket.io's, and %q speaks pigeon.v1", p.Namespace, p.URL)
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("pigeon: SocketInit: %w", err)
@@ -524,7 +572,7 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 	run.life, run.end = context.WithCancel(context.Background())
 	run.pid = h.sys.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(3, time.Minute, actor.DefaultDecider)).
 		SpawnPrefix(actors.NewSocketConnProps(cfg), "pigeon-socket")
-	h.run, h.static, h.strip, h.disconnected = run, p.Token, strip, false
+	h.run, h.static, h.strip, h.disconnected, h.sio = run, p.Token, strip, false, sio
 	sys := h.sys
 	h.mu.Unlock()
 	if old != nil {
@@ -619,18 +667,34 @@ func (h *socketHolder) emit(ctx context.Context, event string, data any, ack boo
 	if err != nil {
 		return nil, err
 	}
+	h.mu.Lock()
+	sio := h.sio
+	h.mu.Unlock()
 	var raw json.RawMessage
+	var args []SocketArg
 	if data != nil {
 		switch d := data.(type) {
 		case json.RawMessage:
 			raw = d
+		case SocketArgs:
+			if args, err = wire.ArgsOf(d...); err != nil {
+				return nil, fmt.Errorf("pigeon: Emit: %w", err)
+			}
+		case []byte:
+			if sio { // a binary attachment
+				args = []SocketArg{{Binary: append([]byte{}, d...)}}
+				break
+			}
+			if raw, err = json.Marshal(d); err != nil {
+				return nil, fmt.Errorf("pigeon: Emit: encoding data: %w", err)
+			}
 		default:
 			if raw, err = json.Marshal(data); err != nil {
 				return nil, fmt.Errorf("pigeon: Emit: encoding data: %w", err)
 			}
 		}
 	}
-	r, err := socketAsk[*messages.EmitResult](ctx, sys, run, &messages.Emit{Event: event, Data: raw, WantAck: ack})
+	r, err := socketAsk[*messages.EmitResult](ctx, sys, run, &messages.Emit{Event: event, Data: raw, Args: args, WantAck: ack})
 	if err != nil {
 		return nil, h.gone(err)
 	}
@@ -812,7 +876,8 @@ func (p *AuthorizedPigeon) Listen(ctx context.Context, event string) (*Subscript
 }
 
 // Emit sends event with data (JSON) to the JoinID channel (pigeon.v1) or
-// as a socket.io event. While disconnected it is buffered within the
+// as a socket.io event. On socket.io a []byte is sent as a binary
+// attachment and SocketArgs as several arguments. While disconnected it is buffered within the
 // WithEmitBuffer bounds; beyond them it fails at once with ErrBufferFull.
 //
 // On pigeon.v1 an emit is delivered exactly once across reconnects: it

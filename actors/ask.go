@@ -42,6 +42,14 @@ func (p *replyProcess) Stop(*actor.PID)                   {}
 // A reply that is an error value is returned as the error. Ask is safe for
 // concurrent use.
 func Ask(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any) (any, error) {
+	return AskUntil(ctx, nil, system, pid, msg)
+}
+
+// AskUntil is Ask that also gives up with ErrNoReply once stop is closed
+// (the target's owner knows it has stopped: a request queued behind an
+// actor's stop gets no reply). A nil stop never closes. It costs no more
+// than Ask.
+func AskUntil(ctx context.Context, stop <-chan struct{}, system *actor.ActorSystem, pid *actor.PID, msg any) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -58,6 +66,8 @@ func Ask(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-stop:
+		return nil, ErrNoReply
 	case r := <-p.ch:
 		switch r := r.(type) {
 		case *actor.DeadLetterResponse:
@@ -73,8 +83,13 @@ func Ask(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any
 // AskAs is Ask with the reply converted to the documented reply type T.
 // A reply of any other type is an error naming both types.
 func AskAs[T any](ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any) (T, error) {
+	return AskAsUntil[T](ctx, nil, system, pid, msg)
+}
+
+// AskAsUntil is AskUntil with the reply converted like AskAs.
+func AskAsUntil[T any](ctx context.Context, stop <-chan struct{}, system *actor.ActorSystem, pid *actor.PID, msg any) (T, error) {
 	var zero T
-	r, err := Ask(ctx, system, pid, msg)
+	r, err := AskUntil(ctx, stop, system, pid, msg)
 	if err != nil {
 		return zero, err
 	}

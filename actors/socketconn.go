@@ -188,6 +188,7 @@ type sockLink struct {
 	pingGrace    time.Duration
 	pingTimer    ws.Timer
 	upSince      time.Time // init_ack; zero until then
+	sio          sioLink   // socket.io: binary packet assembly, resumed pid
 }
 
 type socketConn struct {
@@ -222,6 +223,7 @@ type socketConn struct {
 
 	gen         uint64
 	link        sockLink
+	sio         sioSession // socket.io connection state recovery
 	dialWG      sync.WaitGroup
 	closers     sync.WaitGroup // goroutines shutting old pumps down gracefully
 	attempt     int
@@ -347,6 +349,8 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		s.onAckTimeout(m.id)
 	case *sockEmitWatch:
 		s.onEmitWatch(m)
+	case sockLocal:
+		m.handle(s)
 	case *sockCloserDone:
 	}
 }

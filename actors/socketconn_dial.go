@@ -4,6 +4,7 @@ package actors
 // teardown, reconnect and the terminal states).
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +150,9 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 
 func (s *socketConn) sendInit() {
 	s.link.initSent = true
-	op := wire.Init{ID: s.newID(), Headers: s.headers.Clone()}
+	op := wire.Init{ID: s.newID(), Headers: s.headers.Clone(), PID: s.sio.pid, Offset: s.sio.offset}
+	s.link.sio.sentPID = op.PID
+	s.link.sio.headers = op.Headers
 	s.link.initID = op.ID
 	s.link.initVer = s.headersVer
 	if s.codec.ExpectsReply(op) {
@@ -478,4 +481,80 @@ func (s *socketConn) onLost(err error) {
 		s.log.Info("socket: connection lost", zap.Error(err))
 		s.connLost(err)
 	}
+}
+
+// errCredentialsChanged is the cause of a reconnect made to carry new
+// credentials (wire.UpdateReconnecter).
+var errCredentialsChanged = errors.New("pigeon/actors: socket: credentials changed; reconnecting with them")
+
+// updateByReconnect reports whether the codec carries new credentials by
+// reconnecting (socket.io's default) instead of an update on the live
+// connection.
+func (s *socketConn) updateByReconnect() bool {
+	r, ok := s.codec.(wire.UpdateReconnecter)
+	return ok && r.UpdateByReconnect()
+}
+
+// reconnectForUpdate closes the live connection without ending the
+// session (a plain websocket close: the server keeps the session for
+// connection state recovery, which an explicit disconnect would drop)
+// and, once the old connection is closed (so the server has stored the
+// session), connects again with the new credentials and the pid and
+// offset to resume from. Emits meanwhile wait in the buffer.
+func (s *socketConn) reconnectForUpdate() {
+	if !s.credentialsChanged() {
+		s.link.initVer = s.headersVer // nothing the server would see changed
+		return
+	}
+	pump := s.link.pump
+	s.log.Info("socket: credentials changed; reconnecting with them")
+	s.dropConn(websocket.CloseNormalClosure, "credentials changed")
+	s.nextDelay = 0
+	s.moveTo(messages.SocketReconnecting, errCredentialsChanged)
+	gen, sys, self, wait := s.gen, s.sys, s.self, s.cfg.WriteTimeoutOrDefault()
+	s.closers.Add(1)
+	go func() {
+		defer s.closers.Done()
+		if pump != nil {
+			t := time.NewTimer(wait)
+			select {
+			case <-pump.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		sys.Root.Send(self, &sockRedial{sockOwned: sockOwned{s}, gen: gen})
+	}()
+}
+
+// credentialsChanged reports whether the CONNECT the current headers make
+// differs from the one this connection was opened with (only the auth
+// payload travels in it: a header the payload does not carry changes
+// nothing the server checks, so it is no reason to reconnect).
+func (s *socketConn) credentialsChanged() bool {
+	now, err := s.codec.Encode(wire.Init{Headers: s.headers})
+	if err != nil {
+		return true // the next CONNECT reports it
+	}
+	was, err := s.codec.Encode(wire.Init{Headers: s.link.sio.headers})
+	return err != nil || len(now) != len(was) || len(now) > 0 && !bytes.Equal(now[0].Data, was[0].Data)
+}
+
+// sockRedial: the connection closed for new credentials is gone; dial.
+type sockRedial struct {
+	sockOwned
+	gen uint64
+}
+
+func (*sockRedial) IgnoreDeadLetterLogging() {}
+
+func (m *sockRedial) handle(s *socketConn) {
+	if m.gen != s.gen || s.state != messages.SocketReconnecting || s.link.dial != nil || s.reconnectTmr != nil {
+		return // something else happened meanwhile (Disconnect, a newer connection)
+	}
+	if !s.wanted() {
+		s.moveTo(messages.SocketIdle, nil)
+		return
+	}
+	s.sockDial()
 }

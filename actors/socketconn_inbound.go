@@ -4,7 +4,10 @@ package actors
 // events handed to listeners.
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -29,7 +32,112 @@ func (s *socketConn) onFrame(f wire.Frame) {
 		if gen != s.gen || s.link.pump == nil {
 			return // the connection was dropped by an earlier message
 		}
-		s.onMsg(m)
+		m, err := s.assemble(m)
+		if err != nil {
+			s.fail(&messages.SocketCloseError{Code: wire.CloseBadMessage, Reason: "bad message", Err: err}, wire.CloseBadMessage)
+			return
+		}
+		if m != nil {
+			s.onMsg(m)
+		}
+	}
+}
+
+// sioLink is the socket.io state of one connection: a binary packet
+// waiting for its attachments, and the pid its CONNECT offered to resume.
+type sioLink struct {
+	partial *wire.Partial
+	bins    [][]byte
+	sentPID string
+	headers http.Header // the headers the CONNECT carried
+}
+
+// sioSession is what connection state recovery carries from one socket.io
+// connection to the next: the server's pid and the offset of the last
+// event seen ("" = nothing to resume).
+type sioSession struct {
+	pid, offset string
+}
+
+// assemble collects a binary packet's attachments (wire.Partial, then
+// its wire.Attachment frames) and returns the message to dispatch: m
+// itself, the completed packet, or nil while attachments are missing. Any
+// other frame in the middle of a binary packet, or an attachment without
+// one, is a protocol error.
+func (s *socketConn) assemble(m wire.Msg) (wire.Msg, error) {
+	l := &s.link.sio
+	switch m := m.(type) {
+	case wire.Partial:
+		if l.partial != nil {
+			return nil, fmt.Errorf("pigeon/actors: socket: binary packet header while %d attachments are still due", l.partial.Attachments-len(l.bins))
+		}
+		if m.Attachments == 0 {
+			return m.Complete(nil)
+		}
+		l.partial, l.bins = &m, make([][]byte, 0, m.Attachments)
+		return nil, nil
+	case wire.Attachment:
+		if l.partial == nil {
+			return nil, fmt.Errorf("pigeon/actors: socket: binary frame (%d bytes) outside a binary packet", len(m.Data))
+		}
+		l.bins = append(l.bins, m.Data)
+		if len(l.bins) < l.partial.Attachments {
+			return nil, nil
+		}
+		p, bins := l.partial, l.bins
+		l.partial, l.bins = nil, nil
+		return p.Complete(bins)
+	}
+	if l.partial != nil {
+		return nil, fmt.Errorf("pigeon/actors: socket: %T while %d attachments are still due", m, l.partial.Attachments-len(l.bins))
+	}
+	return m, nil
+}
+
+// sockLocal is an internal message that handles itself (receive
+// dispatches it).
+type sockLocal interface {
+	sockInternal
+	handle(s *socketConn)
+}
+
+// sockEventAck carries a listener's answer to the server's ack request.
+type sockEventAck struct {
+	sockOwned
+	gen  uint64
+	id   string
+	args []wire.Arg
+}
+
+func (*sockEventAck) IgnoreDeadLetterLogging() {}
+
+// handle sends the ack on the connection the event came on; once that
+// connection is gone the server has dropped the request, so the ack is too.
+func (m *sockEventAck) handle(s *socketConn) {
+	if m.gen != s.gen || s.link.pump == nil {
+		s.log.Debug("socket: ack for an event of an earlier connection dropped", zap.String("id", m.id))
+		return
+	}
+	if err := s.sendOp(wire.EventAck{ID: m.id, Args: m.args}); err != nil {
+		s.log.Warn("socket: sending an event ack failed", zap.Error(err))
+	}
+}
+
+// ackFunc is SocketEvent.Ack for the server's ack request id on the
+// current connection.
+func (s *socketConn) ackFunc(id string) func(args ...any) error {
+	sys, self, owner, gen := s.sys, s.self, sockOwned{s}, s.gen
+	var done atomic.Bool
+	return func(args ...any) error {
+		a, err := wire.ArgsOf(args...)
+		if err != nil {
+			return fmt.Errorf("pigeon/actors: socket: ack: %w", err)
+		}
+		if !done.CompareAndSwap(false, true) {
+			return messages.ErrAlreadyAcked
+		}
+		sys.Root.Send(self, &sockEventAck{sockOwned: owner, gen: gen, id: id, args: a})
+		return nil
 	}
 }
 
@@ -64,7 +172,14 @@ func (s *socketConn) onMsg(m wire.Msg) {
 		_ = s.sendOp(wire.Pong{})
 	case wire.ServerPong:
 	case wire.Disconnect:
-		s.log.Info("socket: server ended the session", zap.String("reason", m.Reason))
+		s.log.Info("socket: server ended the session", zap.String("reason", m.Reason), zap.Bool("final", m.Final))
+		if m.Final {
+			// The server's socket.disconnect(): the reference client does
+			// not reconnect, and the session cannot be resumed.
+			s.sio = sioSession{}
+			s.fail(fmt.Errorf("pigeon/actors: socket: %w (%s)", messages.ErrServerDisconnect, m.Reason), 0)
+			return
+		}
 		s.connLost(fmt.Errorf("pigeon/actors: socket: server disconnect: %s", m.Reason))
 	}
 }
@@ -80,6 +195,16 @@ func (s *socketConn) onInitAck(m wire.InitAck) {
 	s.link.upSince = s.clock.Now()
 	s.moveTo(messages.SocketConnected, nil)
 	s.link.session = m.Session
+	if sent := s.link.sio.sentPID; sent != "" {
+		// Connection state recovery: the same pid back means the server
+		// resumed the session and replayed what was missed.
+		s.link.recovered = m.PID == sent
+		if !s.link.recovered {
+			s.sio.offset = ""
+			s.broadcast(messages.SocketEvent{Name: messages.SocketGapEvent, Gap: true}, true)
+		}
+	}
+	s.sio.pid = m.PID
 	if m.PingIntervalMs > 0 {
 		s.link.pingInterval = ServerPing(m.PingIntervalMs)
 		s.armPing(s.link.pingInterval)
@@ -148,6 +273,13 @@ func (s *socketConn) onAck(m wire.Ack) {
 func (s *socketConn) onServerError(m wire.Error) {
 	serr := &messages.SocketServerError{Code: m.Code, Message: m.Message, Retryable: m.Retryable}
 	if !s.established() && s.link.initSent && (m.ID == "" || m.ID == s.link.initID) {
+		if m.NotCredentials {
+			// Refused for another reason ("server busy", an unknown
+			// namespace): fresh credentials would not help, and the
+			// reference client does not retry either.
+			s.fail(serr, 0)
+			return
+		}
 		s.rejectedBy(serr) // init rejected
 		return
 	}
@@ -169,8 +301,14 @@ func (s *socketConn) onServerError(m wire.Error) {
 }
 
 func (s *socketConn) onEvent(m wire.Event) {
+	if s.sio.pid != "" {
+		if ev, off, ok := wire.SocketIOOffset(m); ok {
+			m, s.sio.offset = ev, off
+		}
+	}
+	var ack func(...any) error
 	if m.AckID != "" {
-		_ = s.sendOp(wire.EventAck{ID: m.AckID})
+		ack = s.ackFunc(m.AckID)
 	}
 	if m.Position.Seq > MaxStreamSeq {
 		// Out of range: delivered, but never a position, so it cannot
@@ -184,7 +322,7 @@ func (s *socketConn) onEvent(m wire.Event) {
 		}
 		s.positions[m.Channel] = m.Position
 	}
-	s.broadcast(messages.SocketEvent{Name: m.Event, Channel: m.Channel, Position: m.Position, Data: m.Data}, false)
+	s.broadcast(messages.SocketEvent{Name: m.Event, Channel: m.Channel, Position: m.Position, Data: m.Data, Args: m.Args, Ack: ack}, false)
 }
 
 // broadcast offers ev to every matching listener without blocking. ev.Data
@@ -199,6 +337,9 @@ func (s *socketConn) broadcast(ev messages.SocketEvent, all bool) {
 		e := ev
 		if shared && len(ev.Data) > 0 {
 			e.Data = append([]byte(nil), ev.Data...)
+		}
+		if shared && ev.Args != nil {
+			e.Args = copyArgs(ev.Args)
 		}
 		shared = true
 		if !l.sockOffer(e, s.cfg.Overflow) {
@@ -243,4 +384,27 @@ func (s *socketConn) step() string {
 		return "waiting to reconnect"
 	}
 	return ""
+}
+
+// copyArgs returns a deep copy of args (each listener owns its event).
+func copyArgs(args []wire.Arg) []wire.Arg {
+	out := make([]wire.Arg, len(args))
+	for i, a := range args {
+		if a.JSON != nil {
+			out[i].JSON = append(json.RawMessage(nil), a.JSON...)
+		}
+		if a.Binary != nil {
+			out[i].Binary = append([]byte{}, a.Binary...)
+		}
+	}
+	return out
+}
+
+// argsSize is the bytes args take in the emit buffer.
+func argsSize(args []wire.Arg) int {
+	n := 0
+	for _, a := range args {
+		n += len(a.JSON) + len(a.Binary)
+	}
+	return n
 }

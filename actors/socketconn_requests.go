@@ -72,6 +72,10 @@ func (s *socketConn) onUpdateHeaders(ctx actor.Context, m *messages.UpdateHeader
 }
 
 func (s *socketConn) sendUpdate() bool {
+	if s.updateByReconnect() {
+		s.reconnectForUpdate() // socketconn_dial.go
+		return true
+	}
 	op := wire.Update{ID: s.newID(), Headers: s.headers.Clone()}
 	if s.codec.ExpectsReply(op) {
 		s.track(op.ID, &sockPending{kind: sockReqUpdate, gen: s.gen})
@@ -132,7 +136,7 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 		ch = s.cfg.JoinID
 	}
 	kept := s.keepsEmits()
-	op := wire.Emit{Event: m.Event, Channel: ch, Data: m.Data}
+	op := wire.Emit{Event: m.Event, Channel: ch, Data: m.Data, Args: m.Args}
 	if m.WantAck || kept {
 		op.ID = s.newID()
 	}
@@ -147,8 +151,8 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 		s.sockRespond(ctx, ctx.Sender(), fmt.Errorf("pigeon/actors: socket: emit: %w", err))
 		return
 	}
-	size := len(op.Data)
-	op.Data = nil
+	size := len(op.Data) + argsSize(op.Args)
+	op.Data, op.Args = nil, nil
 	out := &sockOutgoing{op: op, frames: frames, sender: ctx.Sender(), wantAck: m.WantAck, kept: kept, size: size}
 	if !kept && s.established() {
 		s.sendEmit(out)

@@ -96,6 +96,18 @@ type SocketEvent struct {
 	Data json.RawMessage
 	// Gap marks a gap event.
 	Gap bool
+	// Args are the event's arguments one by one (socket.io; nil for
+	// pigeon.v1): a binary attachment has Binary set (in Data it is a
+	// base64 JSON string).
+	Args []SocketArg
+	// Ack answers the server's ack request (socket.io `emit` with a
+	// callback); nil when the server asked for none. Each argument is a
+	// []byte (sent as a binary attachment), a json.RawMessage, or any value
+	// encoding/json takes. The first call sends the ack (every listener of
+	// the event shares it); later calls return ErrAlreadyAcked. Nothing is
+	// sent when no listener calls it, as with the reference client. Safe
+	// for concurrent use.
+	Ack func(args ...any) error
 }
 
 // Connect asks the SocketConn to connect now and stay connected until
@@ -188,6 +200,10 @@ type Emit struct {
 	Channel string
 	Data    json.RawMessage
 	WantAck bool
+	// Args, when non-nil, are the event's arguments in place of Data
+	// (socket.io only: several arguments, Binary ones as binary
+	// attachments; pigeon.v1 refuses them).
+	Args []SocketArg
 }
 
 // EmitResult is the reply to Emit.

@@ -123,6 +123,9 @@ func (c pigeonV1) Encode(op Op) ([]Frame, error) {
 		if op.Event == "" {
 			return nil, errors.New("pigeon/wire: pigeon.v1: emit without an event name")
 		}
+		if op.Args != nil {
+			return nil, errors.New("pigeon/wire: pigeon.v1: emit arguments (several, or binary) are socket.io only; send one JSON value as Data")
+		}
 		if op.Data != nil && !json.Valid(op.Data) {
 			return nil, errors.New("pigeon/wire: pigeon.v1: emit data is not valid JSON")
 		}

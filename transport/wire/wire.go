@@ -36,6 +36,11 @@ type Op interface{ isOp() }
 type Init struct {
 	ID      string
 	Headers http.Header
+	// PID and Offset resume a socket.io session (connection state
+	// recovery): the pid of the last session and the offset of the last
+	// event seen, sent beside the auth payload. "" = a fresh session.
+	// pigeon.v1 ignores them.
+	PID, Offset string
 }
 
 // Update replaces the headers on the live connection (pigeon.v1 `update`;
@@ -68,6 +73,9 @@ type Emit struct {
 	Channel string
 	Data    json.RawMessage
 	Key     string
+	// Args, when non-nil, are the event's arguments in place of Data
+	// (socket.io: several arguments, binary ones as attachments).
+	Args []Arg
 }
 
 // Ping is a client keep-alive (pigeon.v1 `ping`).
@@ -82,6 +90,9 @@ type Pong struct{}
 type EventAck struct {
 	ID   string
 	Data json.RawMessage
+	// Args, when non-nil, are the ack's arguments in place of Data
+	// (binary ones as attachments).
+	Args []Arg
 }
 
 func (Init) isOp()     {}
@@ -111,6 +122,9 @@ type InitAck struct {
 	Session        string
 	PingIntervalMs int64
 	MaxFrame       int64
+	// PID is socket.io's private session id, present when the server
+	// keeps sessions for connection state recovery ("" otherwise).
+	PID string
 }
 
 // Ack answers a request frame (join, update, leave, emit).
@@ -135,6 +149,9 @@ type Event struct {
 	// (null when there are none).
 	Data  json.RawMessage
 	AckID string // socket.io: the server asks for an ack with this id; "" = none
+	// Args are socket.io's arguments one by one (binary attachments as
+	// Binary); nil for pigeon.v1.
+	Args []Arg
 }
 
 // Error is a server error, answering ID when non-empty.
@@ -143,6 +160,11 @@ type Error struct {
 	Code      string
 	Message   string
 	Retryable bool
+	// NotCredentials: the server refused the session for a reason other
+	// than the credentials (socket.io: a connect middleware error that is
+	// no authentication error), so fresh credentials would not help.
+	// pigeon.v1 never sets it.
+	NotCredentials bool
 }
 
 // ServerPing must be answered with Pong (Engine.IO `2`).
@@ -153,7 +175,12 @@ type ServerPong struct{ T int64 }
 
 // Disconnect is a server-initiated session end inside a live transport
 // (socket.io `41`, or Engine.IO `1` close).
-type Disconnect struct{ Reason string }
+type Disconnect struct {
+	Reason string
+	// Final: the server ended the session on purpose (socket.io `41`,
+	// the server's socket.disconnect()); the client does not reconnect.
+	Final bool
+}
 
 func (Open) isMsg()       {}
 func (InitAck) isMsg()    {}

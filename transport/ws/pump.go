@@ -58,9 +58,15 @@ type pumpItem struct {
 // with everything else, and returns once both goroutines have exited. All
 // methods are safe for concurrent use.
 type Pump struct {
-	conn    *websocket.Conn
-	cfg     PumpConfig
-	q       chan pumpItem
+	conn *websocket.Conn
+	cfg  PumpConfig
+	// mu guards q and closing. q holds at most cfg.QueueSize items; it is
+	// a slice rather than a buffered channel so an idle connection holds
+	// no queue memory (a channel of 256 items took 18 KB per connection).
+	mu      sync.Mutex
+	q       []pumpItem
+	closing bool          // a close item is queued: nothing more is taken
+	wake    chan struct{} // capacity 1: the writer has items to take
 	done    chan struct{} // closed by closeConn
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -77,7 +83,7 @@ func NewPump(conn *websocket.Conn, cfg PumpConfig) *Pump {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
-	p := &Pump{conn: conn, cfg: cfg, q: make(chan pumpItem, cfg.QueueSize), done: make(chan struct{})}
+	p := &Pump{conn: conn, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	p.wg.Add(2)
 	go p.readLoop()
 	go p.writeLoop()
@@ -87,18 +93,35 @@ func NewPump(conn *websocket.Conn, cfg PumpConfig) *Pump {
 // Send queues f for the writer. It fails at once with ErrQueueFull or
 // ErrPumpClosed.
 func (p *Pump) Send(f wire.Frame) error {
-	select {
-	case <-p.done:
+	p.mu.Lock()
+	switch {
+	case p.closing || p.isDone():
+		p.mu.Unlock()
 		return ErrPumpClosed
-	default:
-	}
-	select {
-	case p.q <- pumpItem{frame: f}:
-		return nil
-	case <-p.done:
-		return ErrPumpClosed
-	default:
+	case len(p.q) >= p.cfg.QueueSize:
+		p.mu.Unlock()
 		return ErrQueueFull
+	}
+	p.q = append(p.q, pumpItem{frame: f})
+	p.mu.Unlock()
+	p.signal()
+	return nil
+}
+
+func (p *Pump) isDone() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal wakes the writer without blocking.
+func (p *Pump) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -107,12 +130,20 @@ func (p *Pump) Send(f wire.Frame) error {
 // the queue is full the connection is closed at once. It does not wait;
 // call Close to wait.
 func (p *Pump) CloseGraceful(code int, text string) {
-	select {
-	case <-p.done:
-	case p.q <- pumpItem{close: true, closeCode: code, closeText: text}:
-	default:
+	p.mu.Lock()
+	switch {
+	case p.closing || p.isDone():
+		p.mu.Unlock()
+		return
+	case len(p.q) >= p.cfg.QueueSize:
+		p.mu.Unlock()
 		p.closeConn()
+		return
 	}
+	p.q = append(p.q, pumpItem{close: true, closeCode: code, closeText: text})
+	p.closing = true
+	p.mu.Unlock()
+	p.signal()
 }
 
 // Close closes the connection (exactly once over the pump's life) and
@@ -164,11 +195,23 @@ func (p *Pump) readLoop() {
 
 func (p *Pump) writeLoop() {
 	defer p.wg.Done()
+	var batch []pumpItem
 	for {
 		select {
 		case <-p.done:
 			return
-		case it := <-p.q:
+		case <-p.wake:
+		}
+		// Take everything queued at once and hand the queue the spare
+		// slice (the two swap, so a busy connection allocates neither).
+		p.mu.Lock()
+		batch, p.q = p.q, batch[:0]
+		p.mu.Unlock()
+		for i, it := range batch {
+			batch[i] = pumpItem{} // the frame's memory is the writer's no more
+			if p.isDone() {
+				return
+			}
 			deadline := time.Now().Add(p.cfg.WriteTimeout)
 			var err error
 			if it.close {
