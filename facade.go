@@ -107,6 +107,9 @@ type AuthorizedPigeon struct {
 	closeOnce  sync.Once
 
 	unsubs ctxUnsubscribers // SubscribeAuth streams bound to their ctx
+	// refreshUnsubs are the SubscribeRefreshes streams (the coordinator's
+	// IDs, apart from the store's).
+	refreshUnsubs ctxUnsubscribers
 
 	sock *socketHolder
 
@@ -428,6 +431,7 @@ func (p *AuthorizedPigeon) close() error {
 	p.sock.close()
 	p.accounts.close()
 	p.unsubs.close()
+	p.refreshUnsubs.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, pid := range []*actor.PID{p.coordPID, p.storePID} {
