@@ -160,16 +160,8 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
-	p.rt = &transport.Transport{
-		Base:          plain,
-		Tokens:        p.tokens,
-		ShouldRefresh: refresher.ShouldRefresh,
-		Headers:       p.defaultHeaders,
-		Hosts:         authHosts(cfg),
-		AllowInsecure: cfg.allowInsecure,
-		Life:          p.life,
-	}
-	p.http = &httpCore{client: newClient(cfg, withRetry(cfg, p.life, p.rt)), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
+	p.rt, p.http = buildHTTP(cfg, p.life, plain, p.tokens, refresher.ShouldRefresh, p.defaultHeaders)
+	p.http.refusedCause = p.refusedCause
 	p.verbs = verbs{p.http}
 	p.sock = newSocketHolder(p.socketEnv())
 	if err := p.accounts.start(p); err != nil {
