@@ -144,9 +144,10 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	}
 	p.base, p.ownBase = baseTransport(cfg)
 	plain := withMiddleware(p.base, cfg.middleware)
+	server := &serverClock{now: cfg.now}
 	p.refresh = &RefreshClient{
-		core: &httpCore{client: newClient(cfg, &transport.Transport{Base: plain, Tokens: noTokens{}, Headers: p.defaultHeaders, Life: p.life}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life},
-		now:  cfg.now,
+		core: &httpCore{client: newClient(cfg, &transport.Transport{Base: observeDates{plain, server}, Tokens: noTokens{}, Headers: p.defaultHeaders, Life: p.life}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life},
+		now:  cfg.now, server: server,
 	}
 
 	root := p.system.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider))
@@ -208,6 +209,9 @@ func (p *AuthorizedPigeon) refreshFunc(m RefreshTokenManager) actors.RefreshFunc
 		r, err := m.RefreshToken(ctx, string(rt), p.refresh)
 		if err != nil {
 			return messages.RefreshedTokens{}, err
+		}
+		if r.ExpiresAt.IsZero() {
+			r.ExpiresAt = p.refresh.server.jwtExpiry(r.AccessToken) // the server's clock
 		}
 		return messages.RefreshedTokens{
 			AccessToken: Secret(r.AccessToken), RefreshToken: Secret(r.RefreshToken),
@@ -303,6 +307,11 @@ func (p *AuthorizedPigeon) saveAuth(ctx context.Context, op string, a SaveAuthPa
 		return fmt.Errorf("pigeon: %s needs UID and AccessToken", op)
 	}
 	rec := AuthRecord{UID: a.UID, AccessToken: Secret(a.AccessToken), RefreshToken: Secret(a.RefreshToken), ExpiresAt: a.ExpiresAt, IssuedAt: p.cfg.now()}
+	if rec.ExpiresAt.IsZero() {
+		// A JWT's exp is the server's clock (the offset the refresh
+		// client last saw; none before its first answer).
+		rec.ExpiresAt = p.refresh.server.jwtExpiry(a.AccessToken)
+	}
 	if a.Data != nil {
 		switch d := a.Data.(type) {
 		case json.RawMessage:

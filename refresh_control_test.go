@@ -40,6 +40,16 @@ func failingRefreshes(failing *atomic.Bool) backend.Option {
 	})
 }
 
+// awaitNoFlight returns once uid has no refresh flight (AwaitNoFlight):
+// a background refresh the last request started has ended.
+func awaitNoFlight(t *testing.T, ctx context.Context, p *pigeon.AuthorizedPigeon, uid string) {
+	t.Helper()
+	sys, _, coord := p.Actors()
+	if _, err := actors.AskAs[*messages.FlightInfo](ctx, sys, coord, &messages.AwaitNoFlight{UID: uid}); err != nil {
+		t.Fatalf("waiting for %s's flight to end: %v", uid, err)
+	}
+}
+
 func goRefresh(ctx context.Context, r interface{ Refresh(context.Context) error }) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- r.Refresh(ctx) }()

@@ -203,6 +203,7 @@ type refreshCoordinator struct {
 type flightWatch struct {
 	uid    string
 	n      int
+	idle   bool // AwaitNoFlight: answered once uid has no flight
 	sender *actor.PID
 }
 
@@ -253,6 +254,9 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 		}
 	case *messages.AwaitFlight:
 		r.watches = append(r.watches, flightWatch{uid: m.UID, n: m.Waiters, sender: c.Sender()})
+		r.checkWatches(c)
+	case *messages.AwaitNoFlight:
+		r.watches = append(r.watches, flightWatch{uid: m.UID, idle: true, sender: c.Sender()})
 		r.checkWatches(c)
 	case *messages.GetRefreshStats:
 		s := r.stats
@@ -424,7 +428,11 @@ func (r *refreshCoordinator) join(c actor.Context, f *flight, w *actor.PID) {
 
 func (r *refreshCoordinator) checkWatches(c actor.Context) {
 	r.answerWatches(c, func(w flightWatch) any {
-		if f := r.flights[w.uid]; f != nil && len(f.waiters) >= w.n {
+		f := r.flights[w.uid]
+		switch {
+		case w.idle && f == nil:
+			return &messages.FlightInfo{UID: w.uid}
+		case !w.idle && f != nil && len(f.waiters) >= w.n:
 			return &messages.FlightInfo{UID: w.uid, Waiters: len(f.waiters)}
 		}
 		return nil
@@ -504,6 +512,7 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 	delete(r.flights, f.uid)
 	r.cfg.view.clearFlight(f.uid)
 	r.endWatches(c, f)
+	r.checkWatches(c)
 	if d.calls {
 		r.stats.Started++
 	}
@@ -555,7 +564,7 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 // they waited on ended before it had their waiters.
 func (r *refreshCoordinator) endWatches(c actor.Context, f *flight) {
 	r.answerWatches(c, func(w flightWatch) any {
-		if w.uid == f.uid {
+		if w.uid == f.uid && !w.idle {
 			return fail(fmt.Errorf("pigeon/actors: the refresh flight of %q ended with %d waiters", f.uid, len(f.waiters)))
 		}
 		return nil

@@ -97,8 +97,14 @@ type AwaitFlight struct {
 	Waiters int
 }
 
-// FlightInfo answers AwaitFlight: the flight's account and how many
-// requests wait for it.
+// AwaitNoFlight waits until account UID has no refresh flight (a test
+// hook, like AwaitFlight: a test that moves a fake clock waits with it for
+// a background refresh it caused to end). Reply: *FlightInfo with Waiters
+// 0, at once when no flight runs.
+type AwaitNoFlight struct{ UID string }
+
+// FlightInfo answers AwaitFlight and AwaitNoFlight: the flight's account
+// and how many requests wait for it.
 type FlightInfo struct {
 	UID     string
 	Waiters int
