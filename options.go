@@ -197,8 +197,11 @@ func WithRefreshTimeout(d time.Duration) Option {
 }
 
 // WithRefreshAhead sets the window before a known expiry in which one
-// background refresh starts. Zero value: 60s (never more than half the
-// token's lifetime).
+// background refresh starts while requests keep using the valid token.
+// Inside the hard window, the last 10 s (at most half the refresh-ahead
+// window), requests wait for that refresh instead. Zero value: 60s. Both
+// windows are never more than half the token's lifetime, so a new token is
+// not refreshed again at once.
 func WithRefreshAhead(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d <= 0 {
