@@ -2,6 +2,7 @@ package messages
 
 import (
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -51,7 +52,7 @@ func (o RefreshOutcome) String() string {
 	case RefreshFailed:
 		return "failed"
 	}
-	return "RefreshOutcome(?)"
+	return "RefreshOutcome(" + strconv.Itoa(int(o)) + ")"
 }
 
 // RefreshEvent is one refresh call's outcome: the account, how it ended,
