@@ -231,6 +231,43 @@ func TestSubscribeRefreshes_EveryOutcome(t *testing.T) {
 	}
 }
 
+// A refresh whose session LogOut ended while it ran is dropped: its
+// waiters fail with ErrLoggedOut and it publishes no event; the next
+// session's refresh does.
+func TestSubscribeRefreshes_NothingForADroppedRefresh(t *testing.T) {
+	g := newGate()
+	e := newEnv(t, envConfig{backend: []backend.Option{backend.WithRefreshHook(g.hook)}})
+	ctx := ctxT(t)
+	events, err := e.p.SubscribeRefreshes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := e.login("a@example.com")
+	e.be.ExpireAccessToken(tok.AccessToken)
+	req := rowGo(ctx, e.p, "/echo")
+	recv(t, ctx, g.entered)
+	if err := e.p.LogOut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.Open()
+	if res := recv(t, ctx, req); !errors.Is(res.err, pigeon.ErrLoggedOut) {
+		t.Fatalf("the waiter: %v, want ErrLoggedOut", res.err)
+	}
+	awaitNoFlight(t, ctx, e.p, tok.UID) // answered after the flight's outcome is published
+	select {
+	case ev := <-events:
+		t.Fatalf("an event for the dropped refresh: %+v", ev)
+	default:
+	}
+	again := e.login("b@example.com")
+	if err := e.p.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, ctx, events); ev.UID != again.UID || ev.Outcome != pigeon.RefreshSucceeded {
+		t.Fatalf("event %+v, want b's refresh", ev)
+	}
+}
+
 // A reader that does not keep up loses the oldest events, never the
 // newest, and never holds a refresh up: 70 refreshes into a queue of 64
 // leave the last 64, in order.

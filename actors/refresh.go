@@ -512,7 +512,8 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 	delete(r.flights, f.uid)
 	r.cfg.view.clearFlight(f.uid)
 	r.endWatches(c, f)
-	r.checkWatches(c)
+	// AwaitNoFlight is answered last, after the outcome is published.
+	defer r.checkWatches(c)
 	if d.calls {
 		r.stats.Started++
 	}
