@@ -125,10 +125,11 @@ func WithOnRefreshed(f func(messages.TokenSnapshot)) RefreshOption {
 // TokenView whose Snapshot the AuthStore publishes into).
 //
 // Protocol: AcquireToken, ReportUnauthorized, RefreshAhead, ForceRefresh,
-// SubscribeRefreshes, UnsubscribeRefreshes, AwaitFlight and
-// GetRefreshStats of package messages. Every refresh call's outcome is
-// published to the SubscribeRefreshes subscribers. On stop every waiter
-// gets ErrClosed and every subscription's channel is closed.
+// SubscribeRefreshes, UnsubscribeRefreshes, AwaitFlight, AwaitNoFlight
+// and GetRefreshStats of package messages. Every refresh call's outcome is
+// published to the SubscribeRefreshes subscribers. On stop (and on a
+// restart) every waiter gets ErrClosed (ErrRefreshUnavailable) and every
+// subscription's channel is closed.
 func NewRefreshCoordinatorProps(store *actor.PID, view *TokenView, refresh RefreshFunc, opts ...RefreshOption) *actor.Props {
 	cfg := refreshConfig{
 		store: store, view: view, refresh: refresh,
@@ -194,7 +195,8 @@ type refreshCoordinator struct {
 	// events are the SubscribeRefreshes queues, by subscription ID.
 	events    map[uint64]chan messages.RefreshEvent
 	nextEvSub uint64
-	// watches are the AwaitFlight requests not answered yet.
+	// watches are the AwaitFlight and AwaitNoFlight requests not
+	// answered yet.
 	watches []flightWatch
 }
 
