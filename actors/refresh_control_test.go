@@ -83,8 +83,9 @@ func TestRefreshBackoff_MisconfiguredJumpsToTheTopStep(t *testing.T) {
 
 // ForceRefresh refreshes a valid token, joins a flight in flight (one
 // call however many ask), and the flight's waiters can be awaited
-// (AwaitFlight); SubscribeRefreshes sees the outcome, and its channel is
-// closed by UnsubscribeRefreshes and by the coordinator's stop.
+// (AwaitFlight), AwaitNoFlight answers at once without one;
+// SubscribeRefreshes sees the outcome, and its channel is closed by
+// UnsubscribeRefreshes and by the coordinator's stop.
 func TestRefreshCoordinator_ForceJoinsAndPublishes(t *testing.T) {
 	clock := &movingClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	vs := newViewStore(t, nil, WithAuthStoreClock(clock.Now))
@@ -140,19 +141,12 @@ func TestRefreshCoordinator_ForceJoinsAndPublishes(t *testing.T) {
 	if _, err := AskAs[*messages.TokenGrant](ctx, vs.sys, cpid, &messages.ForceRefresh{UID: "nobody"}); !errors.Is(err, messages.ErrUnknownAccount) {
 		t.Fatalf("ForceRefresh of an unknown account: %v", err)
 	}
-	// An AwaitFlight with no flight that reaches its count fails when the
-	// coordinator stops.
-	await := make(chan error, 1)
-	go func() {
-		_, err := AskAs[*messages.FlightInfo](ctx, vs.sys, cpid, &messages.AwaitFlight{UID: "a", Waiters: 1})
-		await <- err
-	}()
+	if info, err := AskAs[*messages.FlightInfo](ctx, vs.sys, cpid, &messages.AwaitNoFlight{UID: "a"}); err != nil || info.Waiters != 0 {
+		t.Fatalf("AwaitNoFlight with no flight: %+v, %v", info, err)
+	}
 	stopped = true
 	if err := StopAndWait(ctx, vs.sys, cpid); err != nil {
 		t.Fatal(err)
-	}
-	if err := <-await; err == nil {
-		t.Fatal("AwaitFlight answered without a flight")
 	}
 	if _, ok := <-sub.C; ok {
 		t.Fatal("the subscription got another event")
