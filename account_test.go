@@ -502,6 +502,9 @@ func TestAccounts_RemoveDuringRefresh(t *testing.T) {
 	if r, err := acctB.Get(ctx, "/echo"); err != nil || rowUID(t, r) != b.UID {
 		t.Fatalf("B during A's refresh: %v", err)
 	}
+	// Both waiters are in A's flight (the coordinator says so) before A
+	// goes: neither can start after the removal.
+	awaitFlight(t, ctx, e.p, a.UID, 2)
 	if err := e.p.RemoveAccount(ctx, a.UID); err != nil {
 		t.Fatal(err)
 	}

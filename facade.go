@@ -107,6 +107,9 @@ type AuthorizedPigeon struct {
 	closeOnce  sync.Once
 
 	unsubs ctxUnsubscribers // SubscribeAuth streams bound to their ctx
+	// refreshUnsubs are the SubscribeRefreshes streams (the coordinator's
+	// IDs, apart from the store's).
+	refreshUnsubs ctxUnsubscribers
 
 	sock *socketHolder
 
@@ -141,9 +144,10 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	}
 	p.base, p.ownBase = baseTransport(cfg)
 	plain := withMiddleware(p.base, cfg.middleware)
+	server := &serverClock{now: cfg.now}
 	p.refresh = &RefreshClient{
-		core: &httpCore{client: newClient(cfg, &transport.Transport{Base: plain, Tokens: noTokens{}, Headers: p.defaultHeaders, Life: p.life}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life},
-		now:  cfg.now,
+		core: &httpCore{client: newClient(cfg, &transport.Transport{Base: observeDates{plain, server}, Tokens: noTokens{}, Headers: p.defaultHeaders, Life: p.life}), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life},
+		now:  cfg.now, server: server,
 	}
 
 	root := p.system.Root.Copy().WithGuardian(actor.NewOneForOneStrategy(10, time.Minute, actor.DefaultDecider))
@@ -157,16 +161,8 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
-	p.rt = &transport.Transport{
-		Base:          plain,
-		Tokens:        p.tokens,
-		ShouldRefresh: refresher.ShouldRefresh,
-		Headers:       p.defaultHeaders,
-		Hosts:         authHosts(cfg),
-		AllowInsecure: cfg.allowInsecure,
-		Life:          p.life,
-	}
-	p.http = &httpCore{client: newClient(cfg, withRetry(cfg, p.life, p.rt)), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: p.life, refusedCause: p.refusedCause}
+	p.rt, p.http = buildHTTP(cfg, p.life, plain, p.tokens, refresher.ShouldRefresh, p.defaultHeaders)
+	p.http.refusedCause = p.refusedCause
 	p.verbs = verbs{p.http}
 	p.sock = newSocketHolder(p.socketEnv())
 	if err := p.accounts.start(p); err != nil {
@@ -213,6 +209,9 @@ func (p *AuthorizedPigeon) refreshFunc(m RefreshTokenManager) actors.RefreshFunc
 		r, err := m.RefreshToken(ctx, string(rt), p.refresh)
 		if err != nil {
 			return messages.RefreshedTokens{}, err
+		}
+		if r.ExpiresAt.IsZero() {
+			r.ExpiresAt = p.refresh.server.jwtExpiry(r.AccessToken) // the server's clock
 		}
 		return messages.RefreshedTokens{
 			AccessToken: Secret(r.AccessToken), RefreshToken: Secret(r.RefreshToken),
@@ -308,6 +307,11 @@ func (p *AuthorizedPigeon) saveAuth(ctx context.Context, op string, a SaveAuthPa
 		return fmt.Errorf("pigeon: %s needs UID and AccessToken", op)
 	}
 	rec := AuthRecord{UID: a.UID, AccessToken: Secret(a.AccessToken), RefreshToken: Secret(a.RefreshToken), ExpiresAt: a.ExpiresAt, IssuedAt: p.cfg.now()}
+	if rec.ExpiresAt.IsZero() {
+		// A JWT's exp is the server's clock (the offset the refresh
+		// client last saw; none before its first answer).
+		rec.ExpiresAt = p.refresh.server.jwtExpiry(a.AccessToken)
+	}
 	if a.Data != nil {
 		switch d := a.Data.(type) {
 		case json.RawMessage:
@@ -428,6 +432,7 @@ func (p *AuthorizedPigeon) close() error {
 	p.sock.close()
 	p.accounts.close()
 	p.unsubs.close()
+	p.refreshUnsubs.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, pid := range []*actor.PID{p.coordPID, p.storePID} {

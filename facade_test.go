@@ -168,7 +168,7 @@ func TestFacade_OAuth2Refresher(t *testing.T) {
 	defer api.Close()
 	clock := newFakeClock()
 	p, err := pigeon.NewAuthorized(pigeon.OAuth2Refresher{TokenURL: token.URL + "/token", ClientID: "app id", ClientSecret: "s3cret", Scopes: []string{"read", "write"}},
-		pigeon.WithBaseURL(api.URL), pigeon.WithInMemoryStore(), pigeon.WithClock(clock.Now))
+		pigeon.WithBaseURL(api.URL), pigeon.WithInMemoryStore(), pigeon.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/apppigeon/pigeon/actors"
 	"github.com/apppigeon/pigeon/messages"
-	"github.com/apppigeon/pigeon/transport"
 )
 
 // GhostPigeon is the client for anonymous users: the same HTTP and socket
@@ -65,15 +64,8 @@ func NewGhost(opts ...Option) (*GhostPigeon, error) {
 	g.life, g.lifeCancel = context.WithCancelCause(context.Background())
 	g.headers.Store(&cfg.headers)
 	g.base, g.ownBase = baseTransport(cfg)
-	g.http = &httpCore{client: newClient(cfg, withRetry(cfg, g.life, &transport.Transport{
-		Base:          withMiddleware(g.base, cfg.middleware),
-		Tokens:        ghostTokens{g},
-		ShouldRefresh: func(*http.Response) bool { return false },
-		Headers:       func() http.Header { return *g.headers.Load() },
-		Hosts:         authHosts(cfg),
-		AllowInsecure: cfg.allowInsecure,
-		Life:          g.life,
-	})), baseURL: cfg.baseURL, maxBody: cfg.maxBody, life: g.life}
+	_, g.http = buildHTTP(cfg, g.life, withMiddleware(g.base, cfg.middleware), ghostTokens{g},
+		func(*http.Response) bool { return false }, func() http.Header { return *g.headers.Load() })
 	g.sock = newSocketHolder(socketEnv{
 		dial:   socketDial(cfg), // no store: SetAuthToken pushes the bearer
 		system: g.actorSystem, logger: cfg.logger, cfg: cfg.socket, policy: socketPolicy(cfg),

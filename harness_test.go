@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/clock"
 	"github.com/apppigeon/pigeon/examples/backend"
 	"github.com/apppigeon/pigeon/transport/ws/wstest"
 )
@@ -67,7 +68,9 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if !cfg.noClock {
 		e.clock = newFakeClock()
 		cfg.backend = append(cfg.backend, backend.WithClock(e.clock.Now))
-		cfg.pigeon = append(cfg.pigeon, pigeon.WithClock(e.clock.Now))
+		// The fake clock decides the time; waits (retries, sockets) pass
+		// in real time.
+		cfg.pigeon = append(cfg.pigeon, pigeon.WithClock(clock.NowFunc(e.clock.Now)))
 	}
 	e.be = backend.New(cfg.backend...)
 	var h http.Handler = e.be

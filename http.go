@@ -225,13 +225,33 @@ func withMiddleware(base http.RoundTripper, mws []func(http.RoundTripper) http.R
 	return base
 }
 
+// buildHTTP builds a client's HTTP chain, the same for AuthorizedPigeon
+// and GhostPigeon: plain (the base transport under WithMiddleware) → the
+// auth Transport with tokens → WithRetry's layer → the *http.Client, and
+// the httpCore of the verbs over it. It returns the auth Transport too
+// (Accounts copy it).
+func buildHTTP(c *config, life context.Context, plain http.RoundTripper, tokens transport.TokenSource,
+	shouldRefresh func(*http.Response) bool, headers func() http.Header) (*transport.Transport, *httpCore) {
+	rt := &transport.Transport{
+		Base:          plain,
+		Tokens:        tokens,
+		ShouldRefresh: shouldRefresh,
+		Headers:       headers,
+		Hosts:         authHosts(c),
+		AllowInsecure: c.allowInsecure,
+		Life:          life,
+	}
+	return rt, &httpCore{client: newClient(c, withRetry(c, life, rt)), baseURL: c.baseURL, maxBody: c.maxBody, life: life}
+}
+
 // withRetry puts WithRetry's layer around rt (the auth Transport), or
-// returns rt when the option is absent.
+// returns rt when the option is absent. Its waits and Retry-After dates
+// follow WithClock.
 func withRetry(c *config, life context.Context, rt http.RoundTripper) http.RoundTripper {
 	if c.retry == nil {
 		return rt
 	}
-	return &transport.Retry{Base: rt, Policy: *c.retry, Life: life, Now: c.now}
+	return &transport.Retry{Base: rt, Policy: *c.retry, Life: life, Clock: c.clock}
 }
 
 func newClient(c *config, rt http.RoundTripper) *http.Client {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/apppigeon/pigeon/messages"
 )
 
 // AuthStyle says how OAuth2Refresher sends its client credentials to the
@@ -49,10 +51,11 @@ func (s AuthStyle) String() string {
 // unsupported_grant_type. It is not terminal: the tokens and the session
 // stay, since the refresh token may be fine and a corrected configuration
 // refreshes it without a new sign-in. Like any transient failure it is
-// retried only after the refresh back-off (jittered, doubling up to its
-// maximum, 30 s unless WithRefreshBackoff says otherwise), never in a tight
-// loop, and each attempt's error is logged with the code and description.
-var ErrRefreshMisconfigured = errors.New("pigeon: refresh misconfigured: the token endpoint refused the client or the request")
+// retried only after the refresh back-off, and it does not walk up the
+// back-off's steps: it waits the top step (jittered up to the maximum,
+// 30 s) at once, never in a tight loop, and each attempt's error is logged
+// with the code and description.
+var ErrRefreshMisconfigured = messages.ErrRefreshMisconfigured
 
 // OAuth2Error is a failed answer of an OAuth 2.0 token endpoint (RFC 6749
 // §5.2). OAuth2Refresher puts one in the chain of every error that comes

@@ -39,7 +39,7 @@ func TestOAuth2_ConfigErrorKeepsSessionAndBacksOff(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
 	clock := newFakeClock()
 	p, err := pigeon.NewAuthorized(pigeon.OAuth2Refresher{TokenURL: token.URL + "/token", ClientID: "app", ClientSecret: "old", AuthStyle: pigeon.AuthStyleInHeader},
-		pigeon.WithBaseURL(api.URL), pigeon.WithInMemoryStore(), pigeon.WithClock(clock.Now), pigeon.WithLogger(zap.New(core)))
+		pigeon.WithBaseURL(api.URL), pigeon.WithInMemoryStore(), pigeon.WithClock(clock), pigeon.WithLogger(zap.New(core)))
 	if err != nil {
 		t.Fatal(err)
 	}

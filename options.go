@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
+	"github.com/apppigeon/pigeon/clock"
 	"github.com/apppigeon/pigeon/transport"
 )
 
@@ -34,7 +35,8 @@ type config struct {
 	middleware     []func(http.RoundTripper) http.RoundTripper
 	refreshTimeout time.Duration
 	refreshAhead   time.Duration
-	now            func() time.Time
+	clock          clock.Clock
+	now            func() time.Time // clock.Now
 	allowInsecure  bool
 	authHosts      []string
 	maxBody        int64
@@ -43,8 +45,9 @@ type config struct {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	c := &config{logger: zap.NewNop(), now: time.Now, maxBody: 32 << 20, storeName: "default"}
+	c := &config{logger: zap.NewNop(), maxBody: 32 << 20, storeName: "default"}
 	c.socket = defaultSocketConfig()
+	c.setClock(clock.Real())
 	var errs []error
 	for _, o := range opts {
 		if o == nil {
@@ -194,8 +197,11 @@ func WithRefreshTimeout(d time.Duration) Option {
 }
 
 // WithRefreshAhead sets the window before a known expiry in which one
-// background refresh starts. Zero value: 60s (never more than half the
-// token's lifetime).
+// background refresh starts while requests keep using the valid token.
+// Inside the hard window, the last 10 s (at most half the refresh-ahead
+// window), requests wait for that refresh instead. Zero value: 60s. Both
+// windows are never more than half the token's lifetime, so a new token is
+// not refreshed again at once.
 func WithRefreshAhead(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d <= 0 {
@@ -206,15 +212,25 @@ func WithRefreshAhead(d time.Duration) Option {
 	})
 }
 
-// WithClock injects the clock (tests). Zero value: time.Now.
-func WithClock(now func() time.Time) Option {
+// WithClock injects the clock every part of the client reads and waits
+// on: token expiry, the refresh-ahead and hard windows and the refresh
+// back-off; WithRetry's waits and Retry-After dates; the socket's
+// reconnect back-off, pings, ack timeouts and linger. A fake clock
+// (transport/ws/wstest) makes all of them move only when it is moved;
+// clock.NowFunc shifts the time read but waits in real time. Zero value:
+// clock.Real().
+func WithClock(cl clock.Clock) Option {
 	return optionFunc(func(c *config) error {
-		if now == nil {
+		if cl == nil {
 			return errors.New("pigeon: WithClock: nil clock")
 		}
-		c.now = now
+		c.setClock(cl)
 		return nil
 	})
+}
+
+func (c *config) setClock(cl clock.Clock) {
+	c.clock, c.now, c.socket.clock = cl, cl.Now, cl
 }
 
 // WithInsecureHTTP allows sending bearer tokens over plain http:// to hosts

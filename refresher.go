@@ -25,9 +25,13 @@ type RefreshTokenManager interface {
 }
 
 // RefreshTokenResponse is the result of a refresh. An empty RefreshToken
-// keeps the stored one; a zero ExpiresAt means unknown (a JWT access
-// token's `exp` is read, unverified, to schedule the next refresh). Data,
-// when set, replaces the account's stored data.
+// keeps the stored one. ExpiresAt is on pigeon's clock (WithClock): count
+// an expires_in from when the answer arrived (RefreshClient.Now), and turn
+// an absolute time the server wrote into pigeon's clock with
+// RefreshClient.LocalTime. A zero ExpiresAt means unknown: a JWT access
+// token's `exp` is read, unverified, and corrected the same way, to
+// schedule the next refresh. Data, when set, replaces the account's stored
+// data.
 type RefreshTokenResponse struct {
 	AccessToken  string
 	RefreshToken string
@@ -42,6 +46,8 @@ type RefreshTokenResponse struct {
 type RefreshClient struct {
 	core *httpCore
 	now  func() time.Time
+	// server tracks the offset of the answers' Date headers.
+	server *serverClock
 	// authStyles remembers, per OAuth2 token endpoint and client, the
 	// AuthStyle that endpoint accepted (key authStyleKey, value AuthStyle).
 	authStyles sync.Map
@@ -52,6 +58,16 @@ func (c *RefreshClient) HTTPClient() *http.Client { return c.core.client }
 
 // Now returns the current time of pigeon's clock.
 func (c *RefreshClient) Now() time.Time { return c.now() }
+
+// LocalTime turns a time the server wrote (an absolute expiry, a JWT
+// `exp`) into pigeon's clock: it subtracts the offset between the Date
+// header of the last answer this client received and pigeon's clock when
+// that answer arrived. Offsets under 2 s (the header's resolution plus
+// transit) count as none; a Date more than 1 h off is ignored (no drift
+// to trust: a cached answer, a proxy, a clock set by hand), so no Date
+// moves an expiry by more than an hour. Without a usable Date seen, t is
+// returned as is.
+func (c *RefreshClient) LocalTime(t time.Time) time.Time { return c.server.local(t) }
 
 // Post sends body (encoded as the facade's verbs do: JSON by default) to
 // path. Status >= 400 returns the Response with a *StatusError.
@@ -66,7 +82,9 @@ func (c *RefreshClient) Do(req *http.Request) (*http.Response, error) { return c
 // POST {Path} with {"refreshToken": "..."} answered by
 // {"data": {"accessToken": "...", "refreshToken": "...", "expiresAt"?: RFC3339}}.
 // A 401 triggers a refresh; a 400 or 401 from the refresh endpoint means the
-// refresh token was rejected. The zero Path means "/auth/refresh".
+// refresh token was rejected. expiresAt is the server's clock: it is
+// corrected by the offset of the answer's Date header (LocalTime). The
+// zero Path means "/auth/refresh".
 type JSONRefresher struct{ Path string }
 
 var _ RefreshTokenManager = JSONRefresher{}
@@ -110,7 +128,7 @@ func (j JSONRefresher) RefreshToken(ctx context.Context, refreshToken string, c 
 		if err != nil {
 			return RefreshTokenResponse{}, fmt.Errorf("pigeon: refresh endpoint sent a bad expiresAt %q: %w", body.Data.ExpiresAt, err)
 		}
-		out.ExpiresAt = t
+		out.ExpiresAt = c.LocalTime(t)
 	}
 	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/apppigeon/pigeon/actors"
+	"github.com/apppigeon/pigeon/clock"
 	"github.com/apppigeon/pigeon/messages"
 	"github.com/apppigeon/pigeon/transport"
 	"github.com/apppigeon/pigeon/transport/wire"
@@ -78,6 +79,7 @@ func (s *Subscription) Err() error { return s.l.Err() }
 func (s *Subscription) Dropped() uint64 { return s.l.Dropped() }
 
 type socketConfig struct {
+	clock        clock.Clock // WithClock's
 	reconnect    *ReconnectPolicy
 	readLimit    int64
 	handshake    time.Duration
@@ -536,6 +538,7 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		Dial:          h.env.dial,
 		PingInterval:  h.env.cfg.pingInterval,
 		PingGrace:     h.env.cfg.pingGrace,
+		Clock:         h.env.cfg.clock,
 	}
 	if r := h.env.cfg.reconnect; r != nil {
 		cfg.MaxReconnectAttempts, cfg.BackoffBase, cfg.BackoffMax = r.MaxAttempts, r.MinDelay, r.MaxDelay

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
 
+	"github.com/apppigeon/pigeon/internal/backoff"
 	"github.com/apppigeon/pigeon/messages"
 )
 
@@ -35,10 +35,11 @@ type refreshConfig struct {
 	backoffBase time.Duration
 	backoffMax  time.Duration
 	now         func() time.Time
-	rand        func() float64
+	rand        func(n int64) int64
 	logger      *zap.Logger
 	onRefreshed func(messages.TokenSnapshot)
 	ahead, hard time.Duration // zero: the defaults
+	backoff     *backoff.Backoff
 }
 
 // WithRefreshWindows sets the refresh-ahead and hard windows the
@@ -59,10 +60,13 @@ func WithRefreshTimeout(d time.Duration) RefreshOption {
 	})
 }
 
-// WithRefreshBackoff sets the backoff after a transient refresh failure:
-// the n-th consecutive failure waits a random duration in
-// [d/2, d) with d = min(max, base·2ⁿ⁻¹); meanwhile new 401s fail fast with
-// ErrRefreshUnavailable. Zero values: base 1s, max 30s.
+// WithRefreshBackoff sets the backoff after a transient refresh failure,
+// pigeon's one back-off (full jitter, as sockets and WithRetry use): the
+// n-th consecutive failure waits a random duration in [0, d) with
+// d = min(max, base·2ⁿ⁻¹); a failure wrapping
+// messages.ErrRefreshMisconfigured jumps to the top step (d = max) at
+// once. Meanwhile new 401s fail fast with ErrRefreshUnavailable. Zero
+// values: base 1s, max 30s.
 func WithRefreshBackoff(base, max time.Duration) RefreshOption {
 	return refreshOptionFunc(func(c *refreshConfig) {
 		if base > 0 {
@@ -83,9 +87,9 @@ func WithRefreshClock(now func() time.Time) RefreshOption {
 	})
 }
 
-// WithRefreshRand sets the jitter source (values in [0,1)). Zero value:
-// math/rand/v2's Float64.
-func WithRefreshRand(f func() float64) RefreshOption {
+// WithRefreshRand sets the jitter source: a random number in [0, n) for
+// n > 0. Zero value: math/rand/v2's Int64N.
+func WithRefreshRand(f func(n int64) int64) RefreshOption {
 	return refreshOptionFunc(func(c *refreshConfig) {
 		if f != nil {
 			c.rand = f
@@ -120,17 +124,22 @@ func WithOnRefreshed(f func(messages.TokenSnapshot)) RefreshOption {
 // It publishes the accounts in flight into view (which must be the same
 // TokenView whose Snapshot the AuthStore publishes into).
 //
-// Protocol: AcquireToken, ReportUnauthorized and RefreshAhead of package
-// messages, plus GetRefreshStats. On stop every waiter gets ErrClosed.
+// Protocol: AcquireToken, ReportUnauthorized, RefreshAhead, ForceRefresh,
+// SubscribeRefreshes, UnsubscribeRefreshes, AwaitFlight, AwaitNoFlight
+// and GetRefreshStats of package messages. Every refresh call's outcome is
+// published to the SubscribeRefreshes subscribers. On stop (and on a
+// restart) every waiter gets ErrClosed (ErrRefreshUnavailable) and every
+// subscription's channel is closed.
 func NewRefreshCoordinatorProps(store *actor.PID, view *TokenView, refresh RefreshFunc, opts ...RefreshOption) *actor.Props {
 	cfg := refreshConfig{
 		store: store, view: view, refresh: refresh,
 		timeout: 30 * time.Second, backoffBase: time.Second, backoffMax: 30 * time.Second,
-		now: time.Now, rand: rand.Float64, logger: zap.NewNop(),
+		now: time.Now, logger: zap.NewNop(),
 	}
 	for _, o := range opts {
 		o.applyRefresh(&cfg)
 	}
+	cfg.backoff = backoff.New(cfg.backoffBase, cfg.backoffMax, cfg.rand)
 	return actor.PropsFromProducer(func() actor.Actor { return &refreshCoordinator{cfg: cfg} })
 }
 
@@ -146,7 +155,7 @@ type flight struct {
 	ahead bool
 }
 
-type backoff struct {
+type backoffState struct {
 	gen     uint64
 	until   time.Time
 	attempt int
@@ -180,9 +189,24 @@ type refreshCoordinator struct {
 	known    map[string]messages.TokenSnapshot
 	ended    map[genKey]messages.EndReason
 	endedQ   []genKey
-	backoffs map[string]*backoff
+	backoffs map[string]*backoffState
 	subID    uint64
 	stats    messages.RefreshStats
+	// events are the SubscribeRefreshes queues, by subscription ID.
+	events    map[uint64]chan messages.RefreshEvent
+	nextEvSub uint64
+	// watches are the AwaitFlight and AwaitNoFlight requests not
+	// answered yet.
+	watches []flightWatch
+}
+
+// flightWatch is one AwaitFlight waiting for a flight of uid to have n
+// waiters.
+type flightWatch struct {
+	uid    string
+	n      int
+	idle   bool // AwaitNoFlight: answered once uid has no flight
+	sender *actor.PID
 }
 
 func (r *refreshCoordinator) Receive(c actor.Context) {
@@ -192,7 +216,9 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 		r.flights = map[string]*flight{}
 		r.known = map[string]messages.TokenSnapshot{}
 		r.ended = map[genKey]messages.EndReason{}
-		r.backoffs = map[string]*backoff{}
+		r.backoffs = map[string]*backoffState{}
+		r.events = map[uint64]chan messages.RefreshEvent{}
+		r.watches = nil
 		r.cfg.view.clearFlights()
 		if r.cfg.store != nil {
 			c.Request(r.cfg.store, &messages.SubscribeAuth{PID: c.Self(), Tokens: true})
@@ -219,6 +245,21 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 		}
 	case *refreshDone:
 		r.done(c, m)
+	case *messages.ForceRefresh:
+		r.force(c, m.UID)
+	case *messages.SubscribeRefreshes:
+		r.subscribeEvents(c, m.Buffer)
+	case *messages.UnsubscribeRefreshes:
+		if ch := r.events[m.ID]; ch != nil {
+			close(ch)
+			delete(r.events, m.ID)
+		}
+	case *messages.AwaitFlight:
+		r.watches = append(r.watches, flightWatch{uid: m.UID, n: m.Waiters, sender: c.Sender()})
+		r.checkWatches(c)
+	case *messages.AwaitNoFlight:
+		r.watches = append(r.watches, flightWatch{uid: m.UID, idle: true, sender: c.Sender()})
+		r.checkWatches(c)
 	case *messages.GetRefreshStats:
 		s := r.stats
 		c.Respond(&s)
@@ -241,6 +282,14 @@ func (r *refreshCoordinator) release(c actor.Context, why error) {
 		delete(r.flights, uid)
 	}
 	r.cfg.view.clearFlights()
+	for id, ch := range r.events {
+		close(ch)
+		delete(r.events, id)
+	}
+	for _, w := range r.watches {
+		sendTo(c, w.sender, fail(why))
+	}
+	r.watches = nil
 	if r.subID != 0 && r.cfg.store != nil {
 		c.Send(r.cfg.store, &messages.UnsubscribeAuth{ID: r.subID})
 	}
@@ -277,15 +326,25 @@ func (r *refreshCoordinator) rememberEnd(uid string, gen uint64, why messages.En
 	}
 }
 
-func (r *refreshCoordinator) acquire(c actor.Context, uid string) {
-	var s *messages.TokenSnapshot
+// snapshotFor returns the token of account uid ("" = the current one), or
+// why there is none (ErrNoAuth, ErrUnknownAccount).
+func (r *refreshCoordinator) snapshotFor(uid string) (*messages.TokenSnapshot, error) {
 	if uid == "" {
-		if s = r.cfg.view.Current(); s == nil {
-			c.Respond(fail(messages.ErrNoAuth))
-			return
+		if s := r.cfg.view.Current(); s != nil {
+			return s, nil
 		}
-	} else if s = r.cfg.view.Account(uid); s == nil {
-		c.Respond(fail(unknownAccount(uid)))
+		return nil, messages.ErrNoAuth
+	}
+	if s := r.cfg.view.Account(uid); s != nil {
+		return s, nil
+	}
+	return nil, unknownAccount(uid)
+}
+
+func (r *refreshCoordinator) acquire(c actor.Context, uid string) {
+	s, err := r.snapshotFor(uid)
+	if err != nil {
+		c.Respond(fail(err))
 		return
 	}
 	inHard := func() bool {
@@ -296,13 +355,12 @@ func (r *refreshCoordinator) acquire(c actor.Context, uid string) {
 		return s.ExpiresAt.Sub(r.cfg.now()) <= hard
 	}
 	if f := r.flights[s.UID]; f != nil && f.gen == s.Generation && (!f.ahead || inHard()) {
-		f.waiters = append(f.waiters, c.Sender())
+		r.join(c, f, c.Sender())
 		return
 	}
 	if r.flights[s.UID] == nil && !r.backingOff(s.UID, s.Generation) {
 		if inHard() {
-			f := r.start(c, s.UID, s.Generation, s.Version, false)
-			f.waiters = append(f.waiters, c.Sender())
+			r.join(c, r.start(c, s.UID, s.Generation, s.Version, false), c.Sender())
 			return
 		}
 	}
@@ -315,7 +373,7 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 		return
 	}
 	if f := r.flights[uid]; f != nil && f.gen == gen && ver <= f.fromVer {
-		f.waiters = append(f.waiters, sender)
+		r.join(c, f, sender)
 		if f.ahead {
 			f.ahead = false
 			r.cfg.view.setFlight(uid, f.gen)
@@ -335,11 +393,82 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 	if f := r.flights[uid]; f != nil {
 		// A flight of another session or an older version is running;
 		// queue behind it: its end decides (the worker re-checks).
-		f.waiters = append(f.waiters, sender)
+		r.join(c, f, sender)
 		return
 	}
-	f := r.start(c, uid, gen, ver, false)
-	f.waiters = append(f.waiters, sender)
+	r.join(c, r.start(c, uid, gen, ver, false), sender)
+}
+
+// force is ForceRefresh: join the session's flight, or start one (a
+// background one: requests keep using the valid token meanwhile, and a
+// 401 joins it), unless the session is backing off.
+func (r *refreshCoordinator) force(c actor.Context, uid string) {
+	s, err := r.snapshotFor(uid)
+	if err != nil {
+		c.Respond(fail(err))
+		return
+	}
+	if f := r.flights[s.UID]; f != nil {
+		// This session's flight, or another's whose end the worker
+		// re-checks: either way its end answers.
+		r.join(c, f, c.Sender())
+		return
+	}
+	if r.backingOff(s.UID, s.Generation) {
+		c.Respond(fail(fmt.Errorf("pigeon/actors: refresh backing off after a failure: %w", messages.ErrRefreshUnavailable)))
+		return
+	}
+	r.join(c, r.start(c, s.UID, s.Generation, s.Version, true), c.Sender())
+}
+
+// join adds a waiter to f and answers the AwaitFlight requests it
+// satisfies.
+func (r *refreshCoordinator) join(c actor.Context, f *flight, w *actor.PID) {
+	f.waiters = append(f.waiters, w)
+	r.checkWatches(c)
+}
+
+func (r *refreshCoordinator) checkWatches(c actor.Context) {
+	r.answerWatches(c, func(w flightWatch) any {
+		f := r.flights[w.uid]
+		switch {
+		case w.idle && f == nil:
+			return &messages.FlightInfo{UID: w.uid}
+		case !w.idle && f != nil && len(f.waiters) >= w.n:
+			return &messages.FlightInfo{UID: w.uid, Waiters: len(f.waiters)}
+		}
+		return nil
+	})
+}
+
+// answerWatches sends each AwaitFlight the reply answer gives it and
+// forgets it; those answered nil keep waiting.
+func (r *refreshCoordinator) answerWatches(c actor.Context, answer func(flightWatch) any) {
+	kept := r.watches[:0]
+	for _, w := range r.watches {
+		if reply := answer(w); reply != nil {
+			sendTo(c, w.sender, reply)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	r.watches = kept
+}
+
+func (r *refreshCoordinator) subscribeEvents(c actor.Context, n int) {
+	if n <= 0 {
+		n = messages.DefaultRefreshEventBuffer
+	}
+	r.nextEvSub++
+	ch := make(chan messages.RefreshEvent, n)
+	r.events[r.nextEvSub] = ch
+	c.Respond(&messages.RefreshSubscription{ID: r.nextEvSub, C: ch})
+}
+
+func (r *refreshCoordinator) publish(ev messages.RefreshEvent) {
+	for _, ch := range r.events {
+		offerNewest(ch, ev)
+	}
 }
 
 // sendTo replies to a requester; a request sent without a sender (Send
@@ -384,6 +513,9 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 	}
 	delete(r.flights, f.uid)
 	r.cfg.view.clearFlight(f.uid)
+	r.endWatches(c, f)
+	// AwaitNoFlight is answered last, after the outcome is published.
+	defer r.checkWatches(c)
 	if d.calls {
 		r.stats.Started++
 	}
@@ -396,6 +528,7 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 			if r.cfg.onRefreshed != nil {
 				r.cfg.onRefreshed(d.snap)
 			}
+			r.publish(messages.RefreshEvent{UID: f.uid, Outcome: messages.RefreshSucceeded, ExpiresAt: d.snap.ExpiresAt})
 		}
 		if k, ok := r.known[f.uid]; !ok || k.Generation != d.snap.Generation || k.Version < d.snap.Version {
 			r.known[f.uid] = d.snap
@@ -405,16 +538,23 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 		r.stats.Failed++
 		b := r.backoffs[f.uid]
 		if b == nil || b.gen != f.gen {
-			b = &backoff{gen: f.gen}
+			b = &backoffState{gen: f.gen}
 			r.backoffs[f.uid] = b
 		}
 		b.attempt++
-		b.until = r.cfg.now().Add(r.backoffDelay(b.attempt))
+		if errors.Is(d.err, messages.ErrRefreshMisconfigured) {
+			// A retry cannot succeed before someone fixes the
+			// configuration: no walk up the steps.
+			b.attempt = max(b.attempt, r.cfg.backoff.Top()+1)
+		}
+		b.until = r.cfg.now().Add(r.cfg.backoff.Delay(b.attempt - 1))
+		r.publish(messages.RefreshEvent{UID: f.uid, Outcome: messages.RefreshFailed, Err: d.err})
 		reply = fail(d.err)
 	case doneEnded:
 		if errors.Is(d.err, messages.ErrSessionExpired) {
 			r.stats.Rejected++
 			r.rememberEnd(f.uid, f.gen, messages.EndExpired)
+			r.publish(messages.RefreshEvent{UID: f.uid, Outcome: messages.RefreshRejected, Err: d.err})
 		}
 		reply = fail(d.err)
 	}
@@ -423,13 +563,15 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 	}
 }
 
-func (r *refreshCoordinator) backoffDelay(attempt int) time.Duration {
-	d := r.cfg.backoffBase
-	for i := 1; i < attempt && d < r.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, r.cfg.backoffMax)
-	return d/2 + time.Duration(r.cfg.rand()*float64(d/2))
+// endWatches fails the AwaitFlight requests of f's account: the flight
+// they waited on ended before it had their waiters.
+func (r *refreshCoordinator) endWatches(c actor.Context, f *flight) {
+	r.answerWatches(c, func(w flightWatch) any {
+		if w.uid == f.uid && !w.idle {
+			return fail(fmt.Errorf("pigeon/actors: the refresh flight of %q ended with %d waiters", f.uid, len(f.waiters)))
+		}
+		return nil
+	})
 }
 
 // runRefresh is one flight: it runs outside the mailbox and returns the

@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/apppigeon/pigeon/clock"
+	"github.com/apppigeon/pigeon/internal/backoff"
 	"github.com/apppigeon/pigeon/messages"
 )
 
@@ -83,7 +84,8 @@ type RetryStats struct {
 // be read again (none, or req.GetBody set). Any other request goes through
 // Base once, untouched.
 //
-// Between attempts it waits with full jitter, a random duration in
+// Between attempts it waits with pigeon's one back-off (full jitter, as
+// the refresh coordinator and sockets do), a random duration in
 // [0, min(MaxDelay, MinDelay·2^n)) before the n-th retry (n from 0), or
 // the server's Retry-After (seconds or an HTTP date) when the answer has
 // one, capped by MaxDelay. The wait ends early when the request's context
@@ -109,14 +111,20 @@ type Retry struct {
 	// Life, when it ends, ends a wait between attempts. Zero value: never
 	// ends.
 	Life context.Context
-	// Now reads the clock for Retry-After dates. Zero value: time.Now.
+	// Clock reads the time for Retry-After dates and times the waits
+	// between attempts. Zero value: the real clock (with Now, if set, for
+	// the dates).
+	Clock clock.Clock
+	// Now reads the clock for Retry-After dates, over Clock. Zero value:
+	// Clock's Now.
 	Now func() time.Time
 	// Rand returns a random number in [0, n) for n > 0. Zero value:
 	// math/rand/v2.Int64N.
 	Rand func(n int64) int64
 	// Wait waits d or until ctx ends, returning ctx.Err() then (tests
-	// inject it; Life is then not consulted). Zero value: a timer owned by
-	// the call, stopped when it returns, which ctx or Life ends early.
+	// inject it; Life is then not consulted). Zero value: a timer of Clock
+	// owned by the call, stopped when it returns, which ctx or Life ends
+	// early.
 	Wait func(ctx context.Context, d time.Duration) error
 
 	retries   atomic.Int64
@@ -246,7 +254,7 @@ func retryableError(err error) bool {
 // Retry-After capped by MaxDelay, else full jitter.
 func (r *Retry) delay(p RetryPolicy, n int, resp *http.Response) time.Duration {
 	if resp != nil {
-		now := time.Now
+		now := r.clock().Now
 		if r.Now != nil {
 			now = r.Now
 		}
@@ -254,18 +262,14 @@ func (r *Retry) delay(p RetryPolicy, n int, resp *http.Response) time.Duration {
 			return min(d, p.MaxDelay)
 		}
 	}
-	ceil := p.MinDelay
-	for i := 0; i < n && ceil < p.MaxDelay; i++ {
-		ceil *= 2
+	return backoff.New(p.MinDelay, p.MaxDelay, r.Rand).Delay(n)
+}
+
+func (r *Retry) clock() clock.Clock {
+	if r.Clock != nil {
+		return r.Clock
 	}
-	ceil = min(ceil, p.MaxDelay)
-	if ceil <= 0 {
-		return 0
-	}
-	if r.Rand != nil {
-		return time.Duration(r.Rand(int64(ceil)))
-	}
-	return time.Duration(rand.Int64N(int64(ceil)))
+	return clock.Real()
 }
 
 // ParseRetryAfter reads a Retry-After value, delay-seconds or an HTTP
@@ -305,10 +309,14 @@ func (r *Retry) wait(ctx context.Context, d time.Duration) error {
 	if r.Life != nil {
 		life = r.Life.Done()
 	}
-	t := time.NewTimer(d)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	fired := make(chan struct{})
+	t := r.clock().AfterFunc(d, func() { close(fired) })
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-fired:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
