@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apppigeon/pigeon/internal/obs"
 	"github.com/apppigeon/pigeon/transport"
 )
 
@@ -231,10 +232,18 @@ func withRetry(c *config, life context.Context, rt http.RoundTripper) http.Round
 	if c.retry == nil {
 		return rt
 	}
+	if c.obs != nil {
+		rt = obs.Attempts{Base: rt}
+	}
 	return &transport.Retry{Base: rt, Policy: *c.retry, Life: life, Now: c.now}
 }
 
+// newClient returns the http.Client over rt, with the telemetry layer
+// outermost when WithTracerProvider or WithMeterProvider is set.
 func newClient(c *config, rt http.RoundTripper) *http.Client {
+	if c.obs != nil {
+		rt = &obs.Transport{Base: rt, Obs: c.obs}
+	}
 	hc := &http.Client{Transport: rt}
 	if c.httpClient != nil {
 		hc.Timeout = c.httpClient.Timeout

@@ -88,6 +88,7 @@ type socketConfig struct {
 	ackTimeout   time.Duration
 	interceptors []SocketInterceptor
 	sioOpts      []wire.SocketIOOption
+	observer     actors.SocketObserver // nil: no telemetry (WithTracerProvider, WithMeterProvider)
 }
 
 func defaultSocketConfig() socketConfig { return socketConfig{} }
@@ -464,6 +465,7 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		BufferBytes:   h.env.cfg.bufBytes,
 		AckTimeout:    h.env.cfg.ackTimeout,
 		Logger:        h.env.logger,
+		Observer:      h.env.cfg.observer,
 		Interceptors:  h.env.cfg.interceptors,
 		Headers:       actors.HeaderSource(h.headersFor(p.Token, strip)),
 		Status:        h.status,

@@ -39,6 +39,8 @@ type refreshConfig struct {
 	logger      *zap.Logger
 	onRefreshed func(messages.TokenSnapshot)
 	ahead, hard time.Duration // zero: the defaults
+
+	observer FlightObserver // nil: none (refresh_obs.go)
 }
 
 // WithRefreshWindows sets the refresh-ahead and hard windows the
@@ -370,7 +372,7 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64,
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		d := runRefresh(ctx, sys, cfg, f.id, uid, gen, ver)
+		d := cfg.observed(ctx, func(ctx context.Context) *refreshDone { return runRefresh(ctx, sys, cfg, f.id, uid, gen, ver) })
 		d.uid = uid
 		root.Send(self, d)
 	}()

@@ -214,7 +214,7 @@ func (s *socketConn) broadcast(ev messages.SocketEvent, all bool) {
 			e.Data = append([]byte(nil), ev.Data...)
 		}
 		shared = true
-		if !l.sockOffer(e, s.cfg.Overflow) {
+		if !s.offer(l, e) {
 			delete(s.listeners, id)
 			s.droppedClosed += l.Dropped()
 			l.sockEnd(messages.ErrSlowConsumer)

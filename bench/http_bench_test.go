@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/apppigeon/pigeon"
 	"github.com/apppigeon/pigeon/examples/backend"
 	"github.com/apppigeon/pigeon/transport"
@@ -42,6 +45,20 @@ func BenchmarkHTTPGetWithRetry(b *testing.B) {
 	b.Run("pigeon=Get", func(b *testing.B) { benchFacadeGet(b, srv.URL, tok) })
 	b.Run("pigeon=Get+WithRetry", func(b *testing.B) {
 		benchFacadeGet(b, srv.URL, tok, pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 3}))
+	})
+}
+
+// BenchmarkHTTPGetWithOTel is BenchmarkHTTPGet with WithTracerProvider
+// and WithMeterProvider set to OpenTelemetry's no-op providers: the price
+// of the telemetry layer itself (goal: throughput >= 0.96 of the raw
+// baseline).
+func BenchmarkHTTPGetWithOTel(b *testing.B) {
+	srv, tok := getServer(b)
+	b.Run("baseline=net/http", func(b *testing.B) { benchPlainGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get", func(b *testing.B) { benchFacadeGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get+noopOTel", func(b *testing.B) {
+		benchFacadeGet(b, srv.URL, tok, pigeon.WithTracerProvider(tracenoop.NewTracerProvider()),
+			pigeon.WithMeterProvider(metricnoop.NewMeterProvider()))
 	})
 }
 

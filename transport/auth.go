@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/apppigeon/pigeon/internal/obs"
 	"github.com/apppigeon/pigeon/messages"
 )
 
@@ -162,8 +163,13 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	}
 	attach := t.mayAttach(req)
 	var snap *messages.TokenSnapshot
+	observed := obs.FromContext(ctx) // nil without telemetry
 	if attach {
+		w := observed.StartWait()
 		s, err := t.Tokens.Token(ctx)
+		if s != nil || err != nil { // nil, nil: no account, nothing waited for
+			w.Token(ctx)
+		}
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -186,7 +192,9 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		return resp, err
 	}
 	refusal := bufferResponse(resp, t.MaxRefusalBody)
+	w := observed.StartWait()
 	next, err := t.Tokens.Unauthorized(ctx, snap)
+	w.Unauthorized(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -206,6 +214,7 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	}
 	t.setDefaults(replay, true)
 	replay.Header.Set("Authorization", "Bearer "+string(next.AccessToken))
+	observed.Replayed(ctx)
 	return t.base().RoundTrip(replay)
 }
 
