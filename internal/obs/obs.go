@@ -140,12 +140,22 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider) *Obs {
 type requestKey struct{}
 
 // Request is the telemetry of one request in flight: its span and how
-// many attempts WithRetry's layer made. Methods of a nil *Request do
-// nothing.
+// many attempts WithRetry's layer made. It is also the request's context
+// (its parent's, with itself as a value), which saves a context per
+// request. Methods of a nil *Request do nothing.
 type Request struct {
+	context.Context
 	obs      *Obs
 	span     trace.Span
 	attempts atomic.Int32
+}
+
+// Value returns r for FromContext's key, else the parent's value.
+func (r *Request) Value(key any) any {
+	if key == (requestKey{}) {
+		return r
+	}
+	return r.Context.Value(key)
 }
 
 // FromContext returns the Request that ctx belongs to, nil when none (no
@@ -167,12 +177,12 @@ var _ http.RoundTripper = (*Transport)(nil)
 // RoundTrip implements http.RoundTripper. It does not modify req.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	o := t.Obs
-	ctx, span := o.tracer.Start(req.Context(), req.Method, trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := o.tracer.Start(req.Context(), req.Method, clientSpan...)
 	if span.IsRecording() {
 		span.SetAttributes(requestAttrs(req)...)
 	}
-	r := &Request{obs: o, span: span}
-	ctx = context.WithValue(ctx, requestKey{}, r)
+	r := &Request{Context: ctx, obs: o, span: span}
+	ctx = r
 	resp, err := t.Base.RoundTrip(req.WithContext(ctx))
 	class := 0
 	if err == nil {
@@ -202,6 +212,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	span.End()
 	return resp, err
 }
+
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 
 // requestAttrs are the HTTP client attributes of req: method, server
 // address and port, and the URL without its query or user info.
