@@ -128,9 +128,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The caller's context never ends, so the request ends exactly
 		// when the one lifetime does: no cancellation of its own to set
 		// up and release.
-		ctx := life // the caller's is Background: nothing of it to keep
+		ctx := lifeShard(life) // the caller's is Background: nothing of it to keep
 		if req.Context() != context.Background() {
-			ctx = lifeContext{Context: req.Context(), life: life}
+			ctx = lifeContext{Context: req.Context(), life: ctx}
 		}
 		resp, err := t.roundTrip(ctx, req)
 		if err != nil && ended() {
