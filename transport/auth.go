@@ -254,7 +254,7 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		return resp, err
 	}
 	refusal := bufferResponse(resp, t.MaxRefusalBody)
-	w := observed.StartWait()
+	w := observed.StartRefusalWait()
 	next, err := t.Tokens.Unauthorized(ctx, snap)
 	w.Unauthorized(ctx)
 	if err != nil {

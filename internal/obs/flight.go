@@ -20,6 +20,7 @@ func (o *Obs) StartFlight(ctx context.Context) (_ context.Context, end func(outc
 	if o == nil {
 		return ctx, func(string, bool) {}
 	}
+	o.lastFlight.Store(int64(o.since()))
 	o.active.Add(1)
 	o.flights.Add(1)
 	ctx, span := o.tracer.Start(ctx, SpanRefreshFlight, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindInternal))

@@ -96,6 +96,9 @@ type Obs struct {
 	// waited.
 	flights atomic.Uint64
 	active  atomic.Int64
+	// lastFlight is when the latest flight started (since epoch).
+	lastFlight atomic.Int64
+	epoch      time.Time
 
 	classOpts   [6][]metric.AddOption // by status/100; [0] is "error"
 	waitToken   []metric.RecordOption
@@ -115,7 +118,7 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider) *Obs {
 		mp = metricnoop.NewMeterProvider()
 	}
 	m := mp.Meter(ScopeName)
-	o := &Obs{tracer: tp.Tracer(ScopeName)}
+	o := &Obs{tracer: tp.Tracer(ScopeName), epoch: time.Now()}
 	// The API returns a working no-op instrument beside any error (which
 	// only an invalid name causes, and these names are valid).
 	o.requests, _ = m.Int64Counter(MetricRequests, metric.WithDescription(requestsDesc), metric.WithUnit("{request}"))
@@ -271,17 +274,34 @@ func (r *Request) Replayed(ctx context.Context) {
 // Wait is a token wait being timed; the zero Wait records nothing.
 type Wait struct {
 	r       *Request
-	start   time.Time
+	start   time.Duration // since the Obs's epoch; set only when timed
+	timed   bool
 	flights uint64
-	active  bool
 }
 
-// StartWait starts timing a call that may wait for a refresh.
+// StartWait starts watching a call for the request's token, which waits
+// only when a refresh runs. It reads the clock only when a flight is
+// running already; otherwise a wait can only be for a flight that starts
+// meanwhile, and is timed from that flight's start (Token), so the
+// request path reads no clock when there is no refresh about.
 func (r *Request) StartWait() Wait {
 	if r == nil {
 		return Wait{}
 	}
-	return Wait{r: r, start: time.Now(), flights: r.obs.flights.Load(), active: r.obs.active.Load() > 0}
+	w := Wait{r: r, flights: r.obs.flights.Load()}
+	if r.obs.active.Load() > 0 {
+		w.start, w.timed = r.obs.since(), true
+	}
+	return w
+}
+
+// StartRefusalWait starts timing the wait after a 401 for the replay's
+// token.
+func (r *Request) StartRefusalWait() Wait {
+	if r == nil {
+		return Wait{}
+	}
+	return Wait{r: r, start: r.obs.since(), timed: true}
 }
 
 // Token ends a wait for the request's token. It is recorded only when a
@@ -290,16 +310,26 @@ func (r *Request) StartWait() Wait {
 // no refresh wait. (A flight of another account of the same client
 // counts too: the client's flights are not told apart.)
 func (w Wait) Token(ctx context.Context) {
-	if w.r == nil || !w.active && w.r.obs.flights.Load() == w.flights {
+	if w.r == nil || !w.timed && w.r.obs.flights.Load() == w.flights {
 		return
 	}
-	w.r.obs.refreshWait.Record(ctx, time.Since(w.start).Seconds(), w.r.obs.waitToken...)
+	o := w.r.obs
+	begin := w.start
+	if !w.timed {
+		begin = time.Duration(o.lastFlight.Load())
+	}
+	o.refreshWait.Record(ctx, max(o.since()-begin, 0).Seconds(), o.waitToken...)
 }
 
-// Unauthorized ends the wait after a 401 for the replay's token.
+// Unauthorized ends the wait after a 401 for the replay's token (from
+// StartRefusalWait).
 func (w Wait) Unauthorized(ctx context.Context) {
 	if w.r == nil {
 		return
 	}
-	w.r.obs.refreshWait.Record(ctx, time.Since(w.start).Seconds(), w.r.obs.waitRefused...)
+	o := w.r.obs
+	o.refreshWait.Record(ctx, max(o.since()-w.start, 0).Seconds(), o.waitRefused...)
 }
+
+// since is the monotonic time since the Obs was made.
+func (o *Obs) since() time.Duration { return time.Since(o.epoch) }
