@@ -154,7 +154,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.storePID = root.SpawnPrefix(actors.NewAuthStoreProps(store,
 		actors.WithView(p.view), actors.WithAuthStoreLogger(cfg.logger), actors.WithAuthStoreClock(cfg.now)), "pigeon-authstore")
 	ropts := []actors.RefreshOption{actors.WithRefreshLogger(cfg.logger), actors.WithRefreshClock(cfg.now),
-		actors.WithRefreshWindows(cfg.refreshAhead, 0)}
+		actors.WithRefreshWindows(cfg.refreshAhead, 0), actors.WithRefreshObserver(flightObserver(cfg))}
 	if cfg.refreshTimeout > 0 {
 		ropts = append(ropts, actors.WithRefreshTimeout(cfg.refreshTimeout))
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apppigeon/pigeon/internal/obs"
 	"github.com/apppigeon/pigeon/transport"
 )
 
@@ -51,6 +52,48 @@ func (h *httpCore) resolve(path string) (*url.URL, error) {
 		}
 	}
 	return base.ResolveReference(u), nil
+}
+
+// quickResolve is resolve for the common case, a plain absolute path
+// ("/users/42") under WithBaseURL: the URL string is the base's scheme,
+// host and path joined with it, with no parsing. It reports false for
+// anything else (a query, a fragment, an escape, a dot segment, a path
+// not starting with "/", a base with user info or escapes), which
+// resolve handles; both give the same URL.
+func (h *httpCore) quickResolve(path string) (string, bool) {
+	b := h.baseURL
+	if b == nil || b.User != nil || b.RawPath != "" || len(path) == 0 || path[0] != '/' ||
+		len(path) > 1 && path[1] == '/' || strings.Contains(path, "/.") || strings.Contains(b.Path, "/.") {
+		return "", false
+	}
+	if !plainPath(path) || !plainPath(b.Path) {
+		return "", false
+	}
+	base := strings.TrimSuffix(b.Path, "/")
+	return b.Scheme + "://" + b.Host + base + path, true
+}
+
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if !plainPathByte(p[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainPathByte reports whether c stands for itself in a URL path: an
+// unreserved character, "/" or a sub-delimiter that is never escaped.
+func plainPathByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '/', '$', '&', '+', ',', ':', ';', '=', '@':
+		return true
+	}
+	return false
 }
 
 // encodeBody returns a replayable body for v: nil (none), []byte, string,
@@ -133,18 +176,24 @@ func (h *httpCore) do(ctx context.Context, method, path string, body any, opts [
 }
 
 func (h *httpCore) send(ctx context.Context, method, path string, body any, opts []RequestOption) (*Response, error) {
-	if h.life.Err() != nil {
+	select { // h.life.Err() would take its lock on every request
+	case <-h.life.Done():
 		return nil, ErrClosed
+	default:
 	}
-	u, err := h.resolve(path)
-	if err != nil {
-		return nil, err
+	target, ok := h.quickResolve(path)
+	if !ok {
+		u, err := h.resolve(path)
+		if err != nil {
+			return nil, err
+		}
+		target = u.String()
 	}
 	rd, ctype, err := encodeBody(body)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return nil, fmt.Errorf("pigeon: building request: %w", err)
 	}
@@ -251,10 +300,18 @@ func withRetry(c *config, life context.Context, rt http.RoundTripper) http.Round
 	if c.retry == nil {
 		return rt
 	}
+	if c.obs != nil {
+		rt = obs.Attempts{Base: rt}
+	}
 	return &transport.Retry{Base: rt, Policy: *c.retry, Life: life, Clock: c.clock}
 }
 
+// newClient returns the http.Client over rt, with the telemetry layer
+// outermost when WithTracerProvider or WithMeterProvider is set.
 func newClient(c *config, rt http.RoundTripper) *http.Client {
+	if c.obs != nil {
+		rt = &obs.Transport{Base: rt, Obs: c.obs}
+	}
 	hc := &http.Client{Transport: rt}
 	if c.httpClient != nil {
 		hc.Timeout = c.httpClient.Timeout

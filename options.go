@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/apppigeon/pigeon/clock"
+	"github.com/apppigeon/pigeon/internal/obs"
 	"github.com/apppigeon/pigeon/transport"
 )
 
@@ -42,6 +45,9 @@ type config struct {
 	maxBody        int64
 	socket         socketConfig
 	retry          *RetryPolicy // nil: no retries
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+	obs            *obs.Obs // nil: no telemetry (neither provider set)
 }
 
 func newConfig(opts []Option) (*config, error) {
@@ -322,3 +328,44 @@ func WithTimeout(d time.Duration) RequestOption { return timeoutOption(d) }
 type timeoutOption time.Duration
 
 func (timeoutOption) applyRequest(*http.Request) {}
+
+// WithTracerProvider makes the client trace with tp: a client span for
+// each request of the verbs and of HTTPClient (HTTP client semantic
+// conventions; its retries and its 401 replay are events on it), a span
+// for each refresh flight (the refresh request is its child) and one for
+// each socket connect. No token, refresh token, key, query string or
+// error message goes into any attribute. Zero value (option absent): no
+// tracing, and no cost on the request path. docs/observability.md lists
+// the spans and their tests.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) error {
+		if tp == nil {
+			return errors.New("pigeon: WithTracerProvider: nil TracerProvider")
+		}
+		c.setTelemetry(tp, c.meterProvider)
+		return nil
+	})
+}
+
+// WithMeterProvider makes the client record its pigeon.* metrics with mp:
+// requests by status class, 401 replays, retries, refresh flights by
+// outcome, the time requests wait for a refresh (a histogram, seconds),
+// socket reconnects and dropped socket events (docs/observability.md).
+// Zero value (option absent): no metrics, and no cost on the request path.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) error {
+		if mp == nil {
+			return errors.New("pigeon: WithMeterProvider: nil MeterProvider")
+		}
+		c.setTelemetry(c.tracerProvider, mp)
+		return nil
+	})
+}
+
+// setTelemetry (re)builds the instruments of tp and mp, at least one of
+// them set, for the HTTP chain, the refresh coordinator and the sockets.
+func (c *config) setTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) {
+	c.tracerProvider, c.meterProvider = tp, mp
+	c.obs = obs.New(tp, mp)
+	c.socket.observer = c.obs
+}

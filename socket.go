@@ -96,6 +96,7 @@ type socketConfig struct {
 	ackTimeout   time.Duration
 	interceptors []SocketInterceptor
 	sioOpts      []wire.SocketIOOption
+	observer     actors.SocketObserver // nil: no telemetry (WithTracerProvider, WithMeterProvider)
 }
 
 func defaultSocketConfig() socketConfig { return socketConfig{} }
@@ -532,6 +533,7 @@ func (h *socketHolder) init(ctx context.Context, p SocketConnectParams) error {
 		EmitRetries:   h.env.cfg.emitRetries,
 		AckTimeout:    h.env.cfg.ackTimeout,
 		Logger:        h.env.logger,
+		Observer:      h.env.cfg.observer,
 		Interceptors:  h.env.cfg.interceptors,
 		Headers:       actors.HeaderSource(h.headersFor(p.Token, strip)),
 		Status:        h.status,

@@ -40,6 +40,8 @@ type refreshConfig struct {
 	onRefreshed func(messages.TokenSnapshot)
 	ahead, hard time.Duration // zero: the defaults
 	backoff     *backoff.Backoff
+
+	observer FlightObserver // nil: none (refresh_obs.go)
 }
 
 // WithRefreshWindows sets the refresh-ahead and hard windows the
@@ -499,7 +501,7 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64,
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		d := runRefresh(ctx, sys, cfg, f.id, uid, gen, ver)
+		d := cfg.observed(ctx, func(ctx context.Context) *refreshDone { return runRefresh(ctx, sys, cfg, f.id, uid, gen, ver) })
 		d.uid = uid
 		root.Send(self, d)
 	}()

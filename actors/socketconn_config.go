@@ -167,6 +167,9 @@ type SocketConfig struct {
 	Rand *rand.Rand
 	// Logger receives the actor's logs. Zero value means zap.NewNop().
 	Logger *zap.Logger
+	// Observer sees connects, reconnects and dropped events (telemetry,
+	// socketconn_obs.go). Zero value: none.
+	Observer SocketObserver
 	// Interceptors see every frame in and out, in order. A panicking
 	// interceptor fails the socket with a *messages.PanicError. Zero value:
 	// none.

@@ -41,6 +41,7 @@ func (s *socketConn) sockDial() {
 	dcfg := s.cfg.Dial
 	dcfg.Subprotocols = s.codec.Subprotocols()
 	hTimeout := s.cfg.HeaderTimeout
+	observer := s.cfg.Observer
 	sys, self := s.sys, s.self
 	s.dialWG.Add(1)
 	go func() {
@@ -59,7 +60,7 @@ func (s *socketConn) sockDial() {
 			res.headers, res.fetched = h.Clone(), true
 		}
 		dcfg.Header = res.headers
-		conn, err := ws.Dial(ctx, url, dcfg)
+		conn, err := observedDial(ctx, observer, url, dcfg)
 		if err != nil {
 			res.err = err
 		} else {
@@ -336,6 +337,7 @@ func (s *socketConn) scheduleReconnect(cause error) {
 	}
 	delay := s.bo.Delay(s.attempt)
 	s.attempt++
+	s.observeReconnect()
 	s.nextDelay = delay
 	s.moveTo(messages.SocketReconnecting, cause)
 	gen := s.gen

@@ -342,7 +342,7 @@ func (s *socketConn) broadcast(ev messages.SocketEvent, all bool) {
 			e.Args = copyArgs(ev.Args)
 		}
 		shared = true
-		if !l.sockOffer(e, s.cfg.Overflow) {
+		if !s.offer(l, e) {
 			delete(s.listeners, id)
 			s.droppedClosed += l.Dropped()
 			l.sockEnd(messages.ErrSlowConsumer)

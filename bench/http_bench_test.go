@@ -7,9 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/clock"
 	"github.com/apppigeon/pigeon/examples/backend"
 	"github.com/apppigeon/pigeon/transport"
 )
@@ -42,6 +48,20 @@ func BenchmarkHTTPGetWithRetry(b *testing.B) {
 	b.Run("pigeon=Get", func(b *testing.B) { benchFacadeGet(b, srv.URL, tok) })
 	b.Run("pigeon=Get+WithRetry", func(b *testing.B) {
 		benchFacadeGet(b, srv.URL, tok, pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 3}))
+	})
+}
+
+// BenchmarkHTTPGetWithOTel is BenchmarkHTTPGet with WithTracerProvider
+// and WithMeterProvider set to OpenTelemetry's no-op providers: the price
+// of the telemetry layer itself (goal: throughput >= 0.96 of the raw
+// baseline).
+func BenchmarkHTTPGetWithOTel(b *testing.B) {
+	srv, tok := getServer(b)
+	b.Run("baseline=net/http", func(b *testing.B) { benchPlainGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get", func(b *testing.B) { benchFacadeGet(b, srv.URL, tok) })
+	b.Run("pigeon=Get+noopOTel", func(b *testing.B) {
+		benchFacadeGet(b, srv.URL, tok, pigeon.WithTracerProvider(tracenoop.NewTracerProvider()),
+			pigeon.WithMeterProvider(metricnoop.NewMeterProvider()))
 	})
 }
 
@@ -88,6 +108,7 @@ func benchPlainGet(b *testing.B, base string, tok backend.Tokens) {
 	b.SetParallelism(httpCallers / max(1, runtimeProcs()))
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if !rawGet(b, c, base+"/echo", tok.AccessToken) {
@@ -114,6 +135,7 @@ func benchFacadeGet(b *testing.B, base string, tok backend.Tokens, opts ...pigeo
 	b.SetParallelism(httpCallers / max(1, runtimeProcs()))
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -125,72 +147,122 @@ func benchFacadeGet(b *testing.B, base string, tok backend.Tokens, opts ...pigeo
 	})
 }
 
-// BenchmarkRefreshStorm sends 1000 concurrent requests per iteration: with
-// a valid token (baseline) and with a token the server has expired (storm:
-// every request gets 401, exactly one refresh runs, all 1000 replay). A
-// storm sends every request twice by definition, so a third variant, each
-// caller sending two requests with a valid token, shows the floor any
-// client could reach.
+// BenchmarkRefreshStorm sends 1000 concurrent requests per variant and
+// iteration, the variants taking turns within each iteration (the first
+// one rotating) so that a machine whose load changes weighs on all alike:
+//
+//   - baseline: a valid token;
+//   - expired: a token the server has expired (every request gets 401,
+//     exactly one refresh runs, all 1000 replay);
+//   - floor: each caller sends two requests with a valid token, the floor
+//     of a storm, which sends every request twice by definition;
+//   - known-expiry: the token saved 5 s from its ExpiresAt (inside the
+//     hard window) and already refused by the server: every request waits
+//     for the one refresh and goes out once, so no 401 is answered.
+//
+// Each iteration checks the refresh calls (0 or exactly 1) and, for
+// known-expiry, that the server answered no 401. It reports ms/storm per
+// variant and the ratios x-expired/floor and x-known-expiry/baseline
+// (goals: <= 1.0 and <= 1.1).
 func BenchmarkRefreshStorm(b *testing.B) {
 	const n = 1000
-	for _, v := range []struct {
-		name  string
-		storm bool
-		reqs  int
-	}{{"baseline=valid-token", false, 1}, {"pigeon=expired-token", true, 1}, {"floor=valid-token-two-requests-each", false, 2}} {
-		storm, name := v.storm, v.name
-		b.Run(name, func(b *testing.B) {
-			be := backend.New()
-			defer be.Close()
-			srv := httptest.NewServer(be)
-			defer srv.Close()
-			tr := tunedTransport()
-			tr.MaxIdleConnsPerHost = n
-			tr.MaxIdleConns = n
-			defer tr.CloseIdleConnections()
-			p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithInMemoryStore(),
-				pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
-			ctx := context.Background()
-			tok, err := be.CreateUser("storm@example.com", "pw")
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				if i > 0 {
-					if tok, err = be.IssueTokens(tok.UID); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := p.SaveNewAuth(ctx, pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
-					b.Fatal(err)
-				}
-				if storm {
-					be.ExpireAccessToken(tok.AccessToken)
-				}
-				before := be.Stats().RefreshCalls
-				b.StartTimer()
-				err := getStorm(ctx, []pigeon.AppPigeon{p}, n, v.reqs)
-				b.StopTimer()
-				if err != nil {
-					b.Fatal(err)
-				}
-				want := int64(0)
-				if storm {
-					want = 1
-				}
-				if got := be.Stats().RefreshCalls - before; got != want {
-					b.Fatalf("refresh calls = %d, want %d", got, want)
-				}
-				b.StartTimer()
-			}
-		})
+	be := backend.New()
+	defer be.Close()
+	srv := httptest.NewServer(be)
+	defer srv.Close()
+	ctx := context.Background()
+	type variant struct {
+		name   string
+		storm  bool          // the server refuses the saved token
+		expiry time.Duration // the saved ExpiresAt from now; 0: unknown
+		reqs   int
+		p      *pigeon.AuthorizedPigeon
+		tok    backend.Tokens
+		skew   *atomic.Int64 // how far the client's clock runs ahead
+		wall   time.Duration
 	}
+	vs := []*variant{
+		{name: "baseline", reqs: 1},
+		{name: "expired", storm: true, reqs: 1},
+		{name: "floor", reqs: 2},
+		{name: "known-expiry", storm: true, expiry: 5 * time.Second, reqs: 1},
+	}
+	for _, v := range vs {
+		tr := tunedTransport()
+		tr.MaxIdleConnsPerHost = n
+		tr.MaxIdleConns = n
+		defer tr.CloseIdleConnections()
+		// The client's clock runs ahead of the server's by skew, so a
+		// token it saves as issued now can be 5 s from its expiry.
+		skew := &atomic.Int64{}
+		now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithInMemoryStore(),
+			pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr}), pigeon.WithClock(clock.NowFunc(now)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		tok, err := be.CreateUser("storm-"+v.name+"@example.com", "pw")
+		if err != nil {
+			b.Fatal(err)
+		}
+		v.p, v.tok, v.skew = p, tok, skew
+	}
+	run := func(v *variant) {
+		tok, err := be.IssueTokens(v.tok.UID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v.skew.Store(0)
+		var exp time.Time
+		if v.expiry > 0 {
+			exp = tok.ExpiresAt
+		}
+		if err := v.p.SaveNewAuth(ctx, pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: exp}); err != nil {
+			b.Fatal(err)
+		}
+		if v.expiry > 0 {
+			v.skew.Store(int64(time.Until(exp.Add(-v.expiry))))
+		}
+		if v.storm {
+			be.ExpireAccessToken(tok.AccessToken)
+		}
+		before := be.Stats()
+		start := time.Now()
+		err = getStorm(ctx, []pigeon.AppPigeon{v.p}, n, v.reqs)
+		v.wall += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		after := be.Stats()
+		want := int64(0)
+		if v.storm {
+			want = 1
+		}
+		if got := after.RefreshCalls - before.RefreshCalls; got != want {
+			b.Fatalf("%s: refresh calls = %d, want %d", v.name, got, want)
+		}
+		if got := after.Unauthorized - before.Unauthorized; v.expiry > 0 && got != 0 {
+			b.Fatalf("%d requests answered 401 in the known-expiry storm, want 0", got)
+		}
+	}
+	for _, v := range vs { // warm up: connections open
+		run(v)
+		v.wall = 0
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range vs {
+			run(vs[(i+j)%len(vs)])
+		}
+	}
+	b.StopTimer()
+	for _, v := range vs {
+		b.ReportMetric(float64(v.wall.Milliseconds())/float64(b.N), "ms/storm-"+v.name)
+	}
+	b.ReportMetric(float64(vs[1].wall)/float64(vs[2].wall), "x-expired/floor")
+	b.ReportMetric(float64(vs[3].wall)/float64(vs[0].wall), "x-known-expiry/baseline")
+	b.ReportMetric(float64(vs[1].wall)/float64(vs[0].wall), "x-expired/baseline")
 }
 
 // BenchmarkRetryLayer isolates what WithRetry adds to a request that
@@ -254,4 +326,121 @@ func getStorm(ctx context.Context, clients []pigeon.AppPigeon, perClient, reqs i
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// BenchmarkHTTPGetInterleaved is BenchmarkHTTPGet's load (64 callers,
+// GET /echo with the bearer, the example backend on loopback) with the
+// raw baseline and the facade variants taking turns: each iteration sends
+// a chunk of interleavedChunk requests through every variant in turn, so
+// a machine whose load changes from second to second (other engineers'
+// builds) weighs on all of them alike. It reports, per variant, wall and
+// process CPU per request over all chunks and the throughput ratio to the
+// baseline (thr-x-<variant>: baseline time / variant time, higher is
+// better, 1 is parity) and the CPU ratio (cpu-x-<variant>: variant CPU /
+// baseline CPU, lower is better). Run it with -benchtime 20x or more.
+func BenchmarkHTTPGetInterleaved(b *testing.B) {
+	srv, tok := getServer(b)
+	type variant struct {
+		name      string
+		get       func(ctx context.Context) error
+		wall, cpu time.Duration
+		close     func()
+	}
+	plain := func() *variant {
+		tr := tunedTransport()
+		c := &http.Client{Transport: tr}
+		return &variant{name: "baseline", close: tr.CloseIdleConnections, get: func(ctx context.Context) error {
+			if !rawGet(b, c, srv.URL+"/echo", tok.AccessToken) {
+				return errRawGet
+			}
+			return nil
+		}}
+	}
+	facade := func(name string, opts ...pigeon.Option) *variant {
+		tr := tunedTransport()
+		p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, append([]pigeon.Option{pigeon.WithInMemoryStore(),
+			pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr})}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.SaveNewAuth(context.Background(), pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+			b.Fatal(err)
+		}
+		return &variant{name: name, close: func() { _ = p.Close(); tr.CloseIdleConnections() }, get: func(ctx context.Context) error {
+			_, err := p.Get(ctx, "/echo")
+			return err
+		}}
+	}
+	vs := []*variant{
+		plain(),
+		facade("Get"),
+		facade("Get+WithRetry", pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 3})),
+		facade("Get+noopOTel", pigeon.WithTracerProvider(tracenoop.NewTracerProvider()), pigeon.WithMeterProvider(metricnoop.NewMeterProvider())),
+	}
+	defer func() {
+		for _, v := range vs {
+			v.close()
+		}
+	}()
+	ctx := context.Background()
+	for _, v := range vs { // warm up: connections open, caches filled
+		if err := callers(ctx, interleavedChunk, v.get); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range vs {
+			v := vs[(i+j)%len(vs)] // rotate who goes first
+			start, cpu := time.Now(), processCPU()
+			if err := callers(ctx, interleavedChunk, v.get); err != nil {
+				b.Fatal(err)
+			}
+			v.wall += time.Since(start)
+			v.cpu += processCPU() - cpu
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N * interleavedChunk)
+	base := vs[0]
+	for _, v := range vs {
+		b.ReportMetric(float64(v.wall.Nanoseconds())/n, "ns/req-"+v.name)
+		b.ReportMetric(float64(v.cpu.Nanoseconds())/n, "cpu-ns/req-"+v.name)
+		if v != base {
+			b.ReportMetric(float64(base.wall)/float64(v.wall), "thr-x-"+v.name)
+			b.ReportMetric(float64(v.cpu)/float64(base.cpu), "cpu-x-"+v.name)
+		}
+	}
+}
+
+const interleavedChunk = 2000
+
+var errRawGet = errors.New("raw GET failed")
+
+// callers sends n requests with get from httpCallers goroutines and
+// returns the first error.
+func callers(ctx context.Context, n int, get func(context.Context) error) error {
+	var (
+		left  atomic.Int64
+		wg    sync.WaitGroup
+		first atomic.Pointer[error]
+	)
+	left.Store(int64(n))
+	for range httpCallers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				if err := get(ctx); err != nil {
+					first.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if p := first.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/apppigeon/pigeon/internal/obs"
 	"github.com/apppigeon/pigeon/messages"
 )
 
@@ -115,13 +118,25 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.Life == nil && t.Scope == nil {
 		return t.roundTrip(req.Context(), req)
 	}
-	ended := func() bool {
-		return t.Life != nil && t.Life.Err() != nil || t.Scope != nil && t.Scope.Err() != nil
-	}
+	ended := func() bool { return over(t.Life) || over(t.Scope) }
 	closed := t.closedErr()
 	if ended() {
 		closeBody(req)
 		return nil, closed
+	}
+	if life := t.onlyLife(); life != nil && req.Context().Done() == nil {
+		// The caller's context never ends, so the request ends exactly
+		// when the one lifetime does: no cancellation of its own to set
+		// up and release.
+		ctx := lifeShard(life) // the caller's is Background: nothing of it to keep
+		if req.Context() != context.Background() {
+			ctx = lifeContext{Context: req.Context(), life: ctx}
+		}
+		resp, err := t.roundTrip(ctx, req)
+		if err != nil && ended() {
+			return nil, fmt.Errorf("%w (%v)", closed, err)
+		}
+		return resp, err
 	}
 	// One cancellation for the request, fired by either lifetime, undone
 	// when the response body is closed.
@@ -154,6 +169,54 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// over reports whether ctx (nil: never) has ended, without the lock
+// ctx.Err takes.
+func over(ctx context.Context) bool {
+	if ctx == nil {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// onlyLife returns the lifetime when exactly one of Life and Scope is
+// set, nil otherwise.
+func (t *Transport) onlyLife() context.Context {
+	switch {
+	case t.Scope == nil:
+		return t.Life
+	case t.Life == nil:
+		return t.Scope
+	}
+	return nil
+}
+
+// lifeContext is a request's context when the caller's never ends: the
+// caller's values, and life's end (Done, Err, and through life's own
+// cancellation record, Cause and the children net/http derives from it,
+// which attach to life without a goroutine).
+type lifeContext struct {
+	context.Context // the caller's: its values
+	life            context.Context
+}
+
+func (c lifeContext) Deadline() (time.Time, bool) { return c.life.Deadline() }
+func (c lifeContext) Done() <-chan struct{}       { return c.life.Done() }
+func (c lifeContext) Err() error                  { return c.life.Err() }
+
+// Value looks in the caller's context first, then in life, where
+// context's own cancellation key leads to life's record.
+func (c lifeContext) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.life.Value(key)
+}
+
 func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	if req.Header.Get("Authorization") != "" {
 		out := req.WithContext(ctx)
@@ -162,8 +225,13 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	}
 	attach := t.mayAttach(req)
 	var snap *messages.TokenSnapshot
+	observed := obs.FromContext(ctx) // nil without telemetry
 	if attach {
+		w := observed.StartWait()
 		s, err := t.Tokens.Token(ctx)
+		if s != nil || err != nil { // nil, nil: no account, nothing waited for
+			w.Token(ctx)
+		}
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -176,7 +244,7 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 			return nil, err
 		}
 	}
-	out := req.Clone(ctx)
+	out := withHeaderCopy(ctx, req)
 	t.setDefaults(out, true)
 	if snap != nil {
 		out.Header.Set("Authorization", "Bearer "+string(snap.AccessToken))
@@ -186,7 +254,9 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 		return resp, err
 	}
 	refusal := bufferResponse(resp, t.MaxRefusalBody)
+	w := observed.StartRefusalWait()
 	next, err := t.Tokens.Unauthorized(ctx, snap)
+	w.Unauthorized(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -206,7 +276,24 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	}
 	t.setDefaults(replay, true)
 	replay.Header.Set("Authorization", "Bearer "+string(next.AccessToken))
+	observed.Replayed(ctx)
 	return t.base().RoundTrip(replay)
+}
+
+// withHeaderCopy returns a shallow copy of req with ctx and a header map
+// of its own, in which keys can be set without touching req's. The value
+// slices are req's: the layers below read them, and a RoundTripper must
+// not modify them (Request.Clone's deep copy of the URL, of every value
+// and of the trailers is not needed to add the bearer, and costs
+// allocations on every request).
+func withHeaderCopy(ctx context.Context, req *http.Request) *http.Request {
+	out := req.WithContext(ctx)
+	if req.Header == nil {
+		out.Header = http.Header{}
+	} else {
+		out.Header = maps.Clone(req.Header)
+	}
+	return out
 }
 
 func (t *Transport) shouldRefresh(resp *http.Response) bool {
@@ -299,8 +386,8 @@ func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 func closeBody(req *http.Request) {

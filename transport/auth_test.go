@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,4 +250,44 @@ func TestBearerPolicy(t *testing.T) {
 			t.Errorf("%+v Secure(%s) = %v", tc.policy, tc.url, err)
 		}
 	}
+}
+
+// TestLifeShard_EndsWithLifeAndIsForgotten: requests are spread over
+// distinct shards of the lifetime, every shard ends with the lifetime and
+// its cause, and the lifetime's entry is then removed.
+func TestLifeShard_EndsWithLifeAndIsForgotten(t *testing.T) {
+	life, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("client closed")
+	seen := map[context.Context]bool{}
+	for range 2 * lifeShardCount {
+		seen[lifeShard(life)] = true
+	}
+	if len(seen) != lifeShardCount {
+		t.Fatalf("%d distinct shards, want %d", len(seen), lifeShardCount)
+	}
+	for s := range seen {
+		if s.Err() != nil {
+			t.Fatal("a shard ended before its lifetime")
+		}
+	}
+	cancel(cause)
+	for s := range seen {
+		<-s.Done()
+		if !errors.Is(context.Cause(s), cause) {
+			t.Fatalf("shard cause %v, want %v", context.Cause(s), cause)
+		}
+	}
+	// The entry goes in the AfterFunc that runs once life has ended; a
+	// new lookup after that must not hand out ended shards forever.
+	deadline := make(chan struct{})
+	go func() {
+		defer close(deadline)
+		for {
+			if _, ok := shardsByLife.Load(life); !ok {
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+	<-deadline
 }

@@ -1,0 +1,56 @@
+package transport
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// lifeShardCount is how many child contexts a lifetime's requests are
+// spread over.
+const lifeShardCount = 16
+
+// lifeShards are child contexts of one lifetime (a client's Life). A
+// request that runs under the lifetime runs under one of them, taken in
+// turn: net/http derives a cancellable context from every request's, and
+// registering each with the lifetime itself makes all concurrent requests
+// of a client take one lock, twice per request (the mutex profile of 64
+// callers showed it as the first contention of pigeon's own). Ending the
+// lifetime ends every shard with its cause.
+type lifeShards struct {
+	next atomic.Uint32
+	ctx  [lifeShardCount]context.Context
+}
+
+// shardsByLife holds the shards of every lifetime in use; an entry is
+// removed (and its shards released) when its lifetime ends. It is a
+// registry, not configuration: nothing replaces it.
+var shardsByLife sync.Map // context.Context → *lifeShards
+
+// lifeShard returns one of life's shards, creating them on first use.
+func lifeShard(life context.Context) context.Context {
+	v, ok := shardsByLife.Load(life)
+	if !ok {
+		s := &lifeShards{}
+		var cancels [lifeShardCount]context.CancelFunc
+		for i := range s.ctx {
+			s.ctx[i], cancels[i] = context.WithCancel(life)
+		}
+		release := func() {
+			for _, c := range cancels {
+				c()
+			}
+		}
+		if v, ok = shardsByLife.LoadOrStore(life, s); ok {
+			release() // another request made them first
+		} else {
+			v = s
+			context.AfterFunc(life, func() {
+				shardsByLife.Delete(life)
+				release()
+			})
+		}
+	}
+	s := v.(*lifeShards)
+	return s.ctx[s.next.Add(1)%lifeShardCount]
+}
