@@ -95,11 +95,22 @@ func OpenBadger(dir string, opts ...Option) (*BadgerStore, error) {
 		return nil, err
 	}
 	bo := badgerOptions(dir, key, newBadgerLogger(c.logger))
+	if err := checkFiles(dir, bo); err != nil {
+		return nil, err
+	}
+	mk, err := openMarker(dir)
+	if err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, openError(dir, err)
 	}
-	s := &BadgerStore{dir: dir, db: db, commit: newCommitter(db, bo.ValueThreshold)}
+	if err := checkMarker(dir, db, mk); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s := &BadgerStore{dir: dir, db: db, commit: newCommitter(db, bo.ValueThreshold, newSpaceGuard(dir, bo.MemTableSize), mk)}
 	s.commit.start()
 	return s, nil
 }
@@ -344,7 +355,8 @@ func readCurrent(txn *badger.Txn) (string, error) {
 func wrapDBError(op string, err error) error {
 	var de *DecodeError
 	switch {
-	case errors.As(err, &de), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrInvalidChange):
+	case errors.As(err, &de), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrInvalidChange),
+		errors.Is(err, ErrStoreFull), errors.Is(err, ErrStoreUnavailable):
 		return err
 	case errors.Is(err, badger.ErrDBClosed):
 		return messages.ErrClosed
