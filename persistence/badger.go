@@ -121,7 +121,7 @@ func OpenBadger(dir string, opts ...Option) (*BadgerStore, error) {
 func badgerOptions(dir string, key []byte, logger badger.Logger) badger.Options {
 	o := badger.DefaultOptions(dir).
 		WithLogger(logger).
-		WithSyncWrites(true).
+		WithSyncWrites(false). // the committer syncs each transaction once (spaceGuard.after)
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(4 << 20).     // memtable arena and WAL file: 4 MiB; a transaction holds up to 15 %: ~1,000 token updates
 		WithValueThreshold(64 << 10).  // values up to 64 KiB live in the LSM tree

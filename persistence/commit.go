@@ -37,10 +37,14 @@ func newApplyReq(ctx context.Context, ch Change) (*applyReq, error) {
 // committer is a BadgerStore's group commit: a single goroutine that takes
 // every Apply queued while the previous transaction was syncing and
 // applies them, in the order they were queued, in one badger transaction
-// (SyncWrites: one WAL fsync). Each caller is answered only after that
-// transaction is durable; when the commit fails, every caller in the batch
-// gets the error and nothing of the batch is written. Changes acknowledged
-// before are untouched: they were committed by earlier transactions.
+// (one fsync of its log, spaceGuard.after). Each caller is answered only
+// after that transaction is durable; when the commit fails, every caller
+// in the batch gets the error and nothing of the batch is written (when
+// only the sync after it fails, the callers get that error too, and the
+// changes, which the disk did not confirm, may be read back until the
+// store is reopened, as with badger's own SyncWrites). Changes
+// acknowledged before are untouched: they were committed by earlier
+// transactions.
 //
 // A request's plan is made inside the batch's transaction, so it sees the
 // changes queued before it (a Put then a SetCurrent of the same UID, two
@@ -239,7 +243,9 @@ func (c *committer) commitGuarded(txn *badger.Txn, wal int64, vlog, deletes bool
 	if err := c.commit(txn); err != nil {
 		return commitError(c.guard.dir, err)
 	}
-	c.guard.after(wal)
+	if err := c.guard.after(wal, vlog); err != nil {
+		return err
+	}
 	if nonEmpty {
 		// The change is durable whatever happens to the marker: a
 		// failure here is logged by nobody and retried on the next commit.
