@@ -168,8 +168,8 @@ func (c *committer) commitBatch(reqs []*applyReq) int {
 func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 	txn := c.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	var size, count int64                     // badger's estimate of txn, as in Txn.checkSize
-	wal, vlog := int64(txnMarkerBytes), false // the guard's estimate of txn's log bytes
+	var size, count int64                        // badger's estimate of txn, as in Txn.checkSize
+	wal, vlog := int64(txnMarkerBytes), int64(0) // the guard's estimate of txn's log and value log bytes
 	deletes := false
 	for n = 0; n < len(reqs); n++ {
 		r := reqs[n]
@@ -201,7 +201,9 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 		size, count = size+s, count+k
 		wal += walEstimate(es, c.threshold)
 		for _, e := range es {
-			vlog = vlog || int64(len(e.value)) >= c.threshold
+			if v := int64(len(e.value)); v >= c.threshold {
+				vlog += int64(len(e.key)) + v + walEntryOverhead
+			}
 			deletes = deletes || e.del
 		}
 	}
@@ -222,12 +224,12 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 const txnMarkerBytes = 128
 
 // commitGuarded commits txn after the guard readied the disk for wal log
-// bytes (vlog: values for the value log), keeping the marker right: a
+// bytes and vlog value log bytes, keeping the marker right: a
 // transaction that may empty the store (deletes) removes the marker
 // before it commits, when txn holds no record any more; a commit that
 // leaves records writes it after. So a crash never leaves a marker on a
 // store that holds nothing.
-func (c *committer) commitGuarded(txn *badger.Txn, wal int64, vlog, deletes bool) error {
+func (c *committer) commitGuarded(txn *badger.Txn, wal, vlog int64, deletes bool) error {
 	if err := c.guard.before(wal, vlog); err != nil {
 		return err
 	}
@@ -243,7 +245,7 @@ func (c *committer) commitGuarded(txn *badger.Txn, wal int64, vlog, deletes bool
 	if err := c.commit(txn); err != nil {
 		return commitError(c.guard.dir, err)
 	}
-	if err := c.guard.after(wal, vlog); err != nil {
+	if err := c.guard.after(wal, vlog > 0); err != nil {
 		return err
 	}
 	if nonEmpty {

@@ -192,14 +192,19 @@ func childDiskFull(t *testing.T, dir string) {
 			t.Fatalf("write %d on a full disk: %v, want ErrStoreFull naming %s", i, err, dir)
 		}
 	}
+	big := faultRecord("bob", 1) // past badger's value threshold: written to the value log
+	big.Data = json.RawMessage(fmt.Sprintf(`{"pad":%q}`, strings.Repeat("y", 70_000)))
+	if err := s.Apply(ctx, Change{Put: []messages.AuthRecord{big}}); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("a value-log write on a full disk: %v, want ErrStoreFull", err)
+	}
 	wantOnly(t, s, faultRecord("alice", 1))
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(ctx, Change{Put: []messages.AuthRecord{faultRecord("alice", 2)}}); err != nil {
+	if err := s.Apply(ctx, Change{Put: []messages.AuthRecord{faultRecord("alice", 2), big}}); err != nil {
 		t.Fatalf("write after space returned: %v", err)
 	}
-	wantOnly(t, s, faultRecord("alice", 2))
+	wantOnly(t, s, faultRecord("alice", 2), big)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +213,7 @@ func childDiskFull(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	wantOnly(t, s, faultRecord("alice", 2))
+	wantOnly(t, s, faultRecord("alice", 2), big)
 }
 
 // TestFault_DiskFullTmpfs (reliability.md R20): a 2 MiB tmpfs filled

@@ -28,9 +28,10 @@ import (
 //     margin; on ENOSPC the transaction is refused with ErrStoreFull and
 //     nothing is written. Allocated blocks stay allocated, so a filler
 //     that takes the rest of the disk afterwards cannot fault this write;
-//   - a transaction holding a value stored in the value log (at or above
-//     badger's value threshold) allocates the whole active value log file
-//     the same way;
+//   - a transaction holding values stored in the value log (at or above
+//     badger's value threshold) allocates their bytes, with the margin,
+//     after the allocated part of the active value log file (badger writes
+//     it from the start, in order);
 //   - it keeps a free-space reserve: the file system must have at least
 //     reserve bytes free (statfs) besides, enough for badger to rotate the
 //     memtable (a new log file, written from its first page), to flush the
@@ -100,10 +101,10 @@ func newSpaceGuard(dir string, memTableSize int64) *spaceGuard {
 }
 
 // before readies the store for a transaction of walBytes log bytes
-// (walBytes as estimated by walEstimate) holding vlog values stored in the
-// value log. An error (ErrStoreFull, ErrStoreUnavailable) means the
+// (walBytes as estimated by walEstimate) and vlogBytes for the value
+// log. An error (ErrStoreFull, ErrStoreUnavailable) means the
 // transaction must not be committed.
-func (g *spaceGuard) before(walBytes int64, vlog bool) error {
+func (g *spaceGuard) before(walBytes, vlogBytes int64) error {
 	if err := writable(g.dir); err != nil {
 		return fmt.Errorf("pigeon/persistence: store %q cannot be written (%v): "+
 			"make the directory writable again; the stored records are intact: %w", g.dir, err, ErrStoreUnavailable)
@@ -115,7 +116,7 @@ func (g *spaceGuard) before(walBytes int64, vlog bool) error {
 	// A transaction that may fill the memtable makes badger rotate it
 	// and flush the full one into a table: keep room for that table (about
 	// the log's size) and for the new log's first blocks.
-	reserve := int64(reserveBase) + need
+	reserve := int64(reserveBase) + need + vlogBytes
 	if g.walOff+need >= g.memTable*3/4 {
 		reserve += g.walOff + need
 	}
@@ -131,8 +132,8 @@ func (g *spaceGuard) before(walBytes int64, vlog bool) error {
 			return err
 		}
 	}
-	if vlog {
-		if err := g.allocateVlog(); err != nil {
+	if vlogBytes > 0 {
+		if err := g.allocateVlog(vlogBytes + walMargin); err != nil {
 			return err
 		}
 	}
@@ -220,8 +221,9 @@ func (g *spaceGuard) activeWAL() error {
 	return nil
 }
 
-// allocateVlog allocates the whole newest value log file.
-func (g *spaceGuard) allocateVlog() error {
+// allocateVlog allocates n bytes of the newest value log file after its
+// allocated part.
+func (g *spaceGuard) allocateVlog(n int64) error {
 	fid, err := newestFile(g.dir, ".vlog")
 	if err != nil || fid < 0 {
 		return g.unavailable(err)
@@ -231,20 +233,20 @@ func (g *spaceGuard) allocateVlog() error {
 		return g.unavailable(err)
 	}
 	defer f.Close()
-	return g.allocate(f, 0, -1)
+	fi, err := f.Stat()
+	if err != nil {
+		return g.unavailable(err)
+	}
+	return g.allocate(f, allocatedBytes(fi), n)
 }
 
-// allocate allocates n bytes of f from off (n < 0: to the end), within
-// f's size.
+// allocate allocates n bytes of f from off, within f's size.
 func (g *spaceGuard) allocate(f *os.File, off, n int64) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return g.unavailable(err)
 	}
-	end := fi.Size()
-	if n >= 0 && off+n < end {
-		end = off + n
-	}
+	end := min(fi.Size(), off+n)
 	if end <= off {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,4 +54,12 @@ func writable(dir string) error {
 		return unix.EROFS
 	}
 	return unix.Access(dir, unix.W_OK)
+}
+
+// allocatedBytes is how much of the file fi describes has blocks.
+func allocatedBytes(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Blocks) * 512
+	}
+	return 0
 }
