@@ -37,8 +37,15 @@ var (
 	// ErrLocked: another client (in this or another process) has the
 	// store directory open.
 	ErrLocked = persistence.ErrLocked
-	// ErrCorrupt: a stored value cannot be decoded.
+	// ErrCorrupt: a stored value cannot be decoded, or the store's files
+	// are damaged (the error names the directory and what to do).
 	ErrCorrupt = persistence.ErrCorrupt
+	// ErrStoreFull: the store's disk has no room for a change; nothing was
+	// written, and writes work again once space is freed.
+	ErrStoreFull = persistence.ErrStoreFull
+	// ErrStoreUnavailable: the store's directory cannot be written (read
+	// only, no permission); nothing was written.
+	ErrStoreUnavailable = persistence.ErrStoreUnavailable
 )
 
 // StatusError is returned, together with the Response, for every answer

@@ -95,13 +95,39 @@ func OpenBadger(dir string, opts ...Option) (*BadgerStore, error) {
 		return nil, err
 	}
 	bo := badgerOptions(dir, key, newBadgerLogger(c.logger))
+	mk, err := checkUnderLock(dir, bo)
+	if err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, openError(dir, err)
 	}
-	s := &BadgerStore{dir: dir, db: db, commit: newCommitter(db, bo.ValueThreshold)}
+	if err := checkMarker(dir, db, mk); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s := &BadgerStore{dir: dir, db: db, commit: newCommitter(db, bo.ValueThreshold, newSpaceGuard(dir, bo.MemTableSize), mk)}
 	s.commit.start()
 	return s, nil
+}
+
+// checkUnderLock runs checkFiles and reads the marker while holding
+// badger's directory lock, so a store another open store is writing is
+// ErrLocked, never a half-written file taken for damage.
+func checkUnderLock(dir string, bo badger.Options) (*marker, error) {
+	release, ok, err := lockDir(dir)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("pigeon/persistence: store %q: %v: %w", dir, err, ErrStoreUnavailable)
+	case !ok:
+		return nil, lockedError(dir)
+	}
+	defer release()
+	if err := checkFiles(dir, bo); err != nil {
+		return nil, err
+	}
+	return openMarker(dir)
 }
 
 // badgerOptions tunes badger for a store of small records (a handful, or
@@ -110,7 +136,7 @@ func OpenBadger(dir string, opts ...Option) (*BadgerStore, error) {
 func badgerOptions(dir string, key []byte, logger badger.Logger) badger.Options {
 	o := badger.DefaultOptions(dir).
 		WithLogger(logger).
-		WithSyncWrites(true).
+		WithSyncWrites(false). // the committer syncs each transaction once (spaceGuard.after)
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(4 << 20).     // memtable arena and WAL file: 4 MiB; a transaction holds up to 15 %: ~1,000 token updates
 		WithValueThreshold(64 << 10).  // values up to 64 KiB live in the LSM tree
@@ -137,11 +163,15 @@ func badgerOptions(dir string, key []byte, logger badger.Logger) badger.Options 
 // the flock error into text, so errors.Is cannot see it).
 const lockMessage = "Another process is using this Badger database"
 
+func lockedError(dir string) error {
+	return fmt.Errorf("pigeon/persistence: store directory %q is in use by another process or another open store: "+
+		"close the other one or use another directory: %w", dir, ErrLocked)
+}
+
 func openError(dir string, err error) error {
 	switch {
 	case strings.Contains(err.Error(), lockMessage):
-		return fmt.Errorf("pigeon/persistence: store directory %q is in use by another process or another open store: "+
-			"close the other one or use another directory: %w", dir, ErrLocked)
+		return lockedError(dir)
 	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
 		return wrongKey(dir)
 	case errors.Is(err, badger.ErrInvalidEncryptionKey):
@@ -344,7 +374,8 @@ func readCurrent(txn *badger.Txn) (string, error) {
 func wrapDBError(op string, err error) error {
 	var de *DecodeError
 	switch {
-	case errors.As(err, &de), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrInvalidChange):
+	case errors.As(err, &de), errors.Is(err, ErrUnknownAccount), errors.Is(err, ErrInvalidChange),
+		errors.Is(err, ErrStoreFull), errors.Is(err, ErrStoreUnavailable):
 		return err
 	case errors.Is(err, badger.ErrDBClosed):
 		return messages.ErrClosed

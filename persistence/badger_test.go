@@ -510,3 +510,53 @@ func TestDefaultDir(t *testing.T) {
 		})
 	}
 }
+
+// TestMarker_FollowsTheRecords (reliability.md R23): the marker is there
+// while the store holds records and gone once a change leaves none, so a
+// store emptied on purpose reopens (empty) instead of being refused; a
+// store written before the marker existed gets one at open.
+func TestMarker_FollowsTheRecords(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	marker := filepath.Join(dir, markerName)
+	exists := func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	}
+	s := openBadger(t, dir, WithEncryptionKey(testKey))
+	if exists() {
+		t.Fatal("marker in a new store")
+	}
+	mustApply(t, s, Change{Put: []messages.AuthRecord{rec("alice", 1), rec("bob", 1)}, SetCurrent: strp("alice")})
+	if !exists() {
+		t.Fatal("no marker after the first records")
+	}
+	mustApply(t, s, Change{Delete: []string{"alice"}})
+	if !exists() {
+		t.Fatal("marker gone while bob is stored")
+	}
+	mustApply(t, s, Change{Delete: []string{"bob"}})
+	if exists() {
+		t.Fatal("marker left on an empty store")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir, WithEncryptionKey(testKey))
+	if st := mustLoad(t, s); len(st.Records) != 0 {
+		t.Fatalf("emptied store reopened with %d records", len(st.Records))
+	}
+	mustApply(t, s, Change{Put: []messages.AuthRecord{rec("carol", 1)}})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(marker); err != nil { // as a store of an older version
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir, WithEncryptionKey(testKey))
+	if !exists() {
+		t.Fatal("no marker after opening a store with records")
+	}
+	if st := mustLoad(t, s); len(st.Records) != 1 {
+		t.Fatalf("%d records, want carol", len(st.Records))
+	}
+}

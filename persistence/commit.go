@@ -37,10 +37,14 @@ func newApplyReq(ctx context.Context, ch Change) (*applyReq, error) {
 // committer is a BadgerStore's group commit: a single goroutine that takes
 // every Apply queued while the previous transaction was syncing and
 // applies them, in the order they were queued, in one badger transaction
-// (SyncWrites: one WAL fsync). Each caller is answered only after that
-// transaction is durable; when the commit fails, every caller in the batch
-// gets the error and nothing of the batch is written. Changes acknowledged
-// before are untouched: they were committed by earlier transactions.
+// (one fsync of its log, spaceGuard.after). Each caller is answered only
+// after that transaction is durable; when the commit fails, every caller
+// in the batch gets the error and nothing of the batch is written (when
+// only the sync after it fails, the callers get that error too, and the
+// changes, which the disk did not confirm, may be read back until the
+// store is reopened, as with badger's own SyncWrites). Changes
+// acknowledged before are untouched: they were committed by earlier
+// transactions.
 //
 // A request's plan is made inside the batch's transaction, so it sees the
 // changes queued before it (a Put then a SetCurrent of the same UID, two
@@ -58,6 +62,10 @@ type committer struct {
 	// onQueue, when set (tests only, before the first Apply), is called
 	// by apply after it queued its request, with the queue's length.
 	onQueue func(queued int)
+	// guard readies the disk before each transaction (see spaceGuard);
+	// marker keeps the "holds accounts" marker beside the data.
+	guard  *spaceGuard
+	marker *marker
 
 	mu    sync.Mutex
 	queue []*applyReq   // queued, not yet taken by the committer
@@ -66,9 +74,11 @@ type committer struct {
 	done  chan struct{} // closed when run returns
 }
 
-func newCommitter(db *badger.DB, valueThreshold int64) *committer {
+func newCommitter(db *badger.DB, valueThreshold int64, guard *spaceGuard, mk *marker) *committer {
 	return &committer{
 		db:        db,
+		guard:     guard,
+		marker:    mk,
 		commit:    (*badger.Txn).Commit,
 		maxSize:   db.MaxBatchSize(),
 		maxCount:  db.MaxBatchCount(),
@@ -110,6 +120,7 @@ func (c *committer) stop() {
 
 func (c *committer) run() {
 	defer close(c.done)
+	defer c.guard.close()
 	var batch []*applyReq // taken from the queue, not yet answered
 	for {
 		if len(batch) == 0 {
@@ -157,7 +168,9 @@ func (c *committer) commitBatch(reqs []*applyReq) int {
 func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 	txn := c.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	var size, count int64 // badger's estimate of txn, as in Txn.checkSize
+	var size, count int64                        // badger's estimate of txn, as in Txn.checkSize
+	wal, vlog := int64(txnMarkerBytes), int64(0) // the guard's estimate of txn's log and value log bytes
+	deletes := false
 	for n = 0; n < len(reqs); n++ {
 		r := reqs[n]
 		r.err = r.ctx.Err()
@@ -186,9 +199,16 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 			continue
 		}
 		size, count = size+s, count+k
+		wal += walEstimate(es, c.threshold)
+		for _, e := range es {
+			if v := int64(len(e.value)); v >= c.threshold {
+				vlog += int64(len(e.key)) + v + walEntryOverhead
+			}
+			deletes = deletes || e.del
+		}
 	}
 	if count > 0 {
-		if err := c.commit(txn); err != nil {
+		if err := c.commitGuarded(txn, wal, vlog, deletes); err != nil {
 			for _, r := range reqs[:n] {
 				r.err = err
 			}
@@ -198,6 +218,42 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 		r.done <- r.err
 	}
 	return n, true
+}
+
+// txnMarkerBytes is badger's log entry that ends a transaction.
+const txnMarkerBytes = 128
+
+// commitGuarded commits txn after the guard readied the disk for wal log
+// bytes and vlog value log bytes, keeping the marker right: a
+// transaction that may empty the store (deletes) removes the marker
+// before it commits, when txn holds no record any more; a commit that
+// leaves records writes it after. So a crash never leaves a marker on a
+// store that holds nothing.
+func (c *committer) commitGuarded(txn *badger.Txn, wal, vlog int64, deletes bool) error {
+	if err := c.guard.before(wal, vlog); err != nil {
+		return err
+	}
+	nonEmpty := true
+	if deletes {
+		nonEmpty = holdsRecords(txn)
+		if !nonEmpty {
+			if err := c.marker.clear(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.commit(txn); err != nil {
+		return commitError(c.guard.dir, err)
+	}
+	if err := c.guard.after(wal, vlog > 0); err != nil {
+		return err
+	}
+	if nonEmpty {
+		// The change is durable whatever happens to the marker: a
+		// failure here is logged by nobody and retried on the next commit.
+		_ = c.marker.set()
+	}
+	return nil
 }
 
 // entry is one badger write: a Set, or a Delete when del.

@@ -3,21 +3,18 @@
 package persistence
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/apppigeon/pigeon/internal/crashtest"
 	"github.com/apppigeon/pigeon/messages"
 )
 
@@ -217,37 +214,18 @@ func TestCrashChild(t *testing.T) {
 // writers are then inside their next Apply (queued, or in the transaction
 // being synced), their print, or between them.
 func TestCrash_KillDuringWrites(t *testing.T) {
-	kills := 25
-	if testing.Short() {
-		kills = 10
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rnd := rand.New(rand.NewPCG(seed, seed>>1))
+	kills := crashtest.Kills(25, 10)
+	rnd := crashtest.NewRand(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	stored := make([]int, crashWriters)
-	inFlight, total := 0, 0
+	tally := crashtest.NewTally(crashWriters)
 	for k := range kills {
 		acked := runWriterAndKill(t, rnd, dir, crashWriters*(1+rnd.IntN(4)))
-		iters := verifyCrashStore(t, dir)
-		for w, n := range iters {
-			// The writer's last acknowledged iteration, or the stored one
-			// if it acknowledged none in this run.
-			floor := max(acked[w], stored[w])
-			// The Apply in flight at the kill may or may not have committed.
-			if n != floor && n != floor+1 {
-				t.Fatalf("kill %d: writer %d: store holds iteration %d; acknowledged %d, stored before %d (want %d or %d)",
-					k, w, n, acked[w], stored[w], floor, floor+1)
-			}
-			if n == floor+1 {
-				inFlight++
-			}
-			total += n - stored[w]
+		if err := tally.After(acked, verifyCrashStore(t, dir)); err != nil {
+			t.Fatalf("kill %d: %v", k, err)
 		}
-		stored = iters
 	}
-	t.Logf("%d kills, %d writers, %d iterations stored in all (writer 0 at %d); %d Applies in flight at a kill had committed",
-		kills, crashWriters, total, stored[0], inFlight)
+	t.Logf("%d kills, %d writers, %d iterations stored in all; %d Applies in flight at a kill had committed",
+		kills, crashWriters, tally.Total, tally.InFlight)
 }
 
 // runWriterAndKill starts TestCrashChild on dir, waits until it has
@@ -257,56 +235,15 @@ func TestCrash_KillDuringWrites(t *testing.T) {
 // (including lines still in the pipe; 0 for none).
 func runWriterAndKill(t *testing.T, rnd *rand.Rand, dir string, target int) []int {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	acked := make([]int, crashWriters)
-	seen := 0
-	var first, last time.Time // when the first and the latest acknowledgement arrived
-	read := func(stopAt int) {
-		for seen < stopAt && sc.Scan() {
-			var w, n int
-			if _, err := fmt.Sscanf(sc.Text(), "synced %d %d", &w, &n); err != nil {
-				continue
-			}
-			if w < 0 || w >= crashWriters || n <= acked[w] {
-				t.Errorf("writer line %q out of order (writer %d acknowledged %d before)", sc.Text(), w, acked[w])
-				continue
-			}
-			acked[w], seen, last = n, seen+1, time.Now()
-			if seen == 1 {
-				first = last
-			}
-		}
-	}
-	read(target)
-	// Kill at a random moment of the next round of iterations, not right
-	// away (that would almost always land before a transaction writes
-	// anything). A round is about crashWriters lines. This delay only
-	// picks the moment; nothing waits on it for correctness.
-	round := last.Sub(first) * crashWriters / time.Duration(max(seen-1, 1))
-	time.Sleep(time.Duration(rnd.Int64N(int64(round) + 1)))
-	killErr := cmd.Process.Kill() // SIGKILL
-	read(int(^uint(0) >> 1))      // drain to EOF: lines written before the kill
-	waitErr := cmd.Wait()
-	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if killErr != nil || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("writer was not killed (kill: %v, wait: %v) after %d of %d acknowledgements; stdout scan error %v; stderr:\n%s",
-			killErr, waitErr, seen, target, sc.Err(), stderr.String())
-	}
-	if seen < target {
-		t.Fatalf("writers acknowledged %d of %d iterations before dying; stderr:\n%s", seen, target, stderr.String())
-	}
-	return acked
+	return crashtest.RunAndKill(t, crashtest.Writer{
+		Test: "TestCrashChild", Env: []string{crashDirEnv + "=" + dir}, Writers: crashWriters,
+		// Kill at a random moment of the next round of iterations, not
+		// right away (that would almost always land before a transaction
+		// writes anything). A round is about crashWriters lines.
+		Pause: func(perAck time.Duration) time.Duration {
+			return time.Duration(rnd.Int64N(int64(perAck*crashWriters) + 1))
+		},
+	}, target)
 }
 
 // verifyCrashStore reopens the store, checks it holds one complete

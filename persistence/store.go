@@ -121,7 +121,9 @@ var (
 	// ErrLocked: the store's directory is held by another open store
 	// (another process, or another OpenBadger in this one).
 	ErrLocked = errors.New("pigeon/persistence: store directory is locked")
-	// ErrCorrupt: a stored value cannot be decoded. See DecodeError.
+	// ErrCorrupt: a stored value cannot be decoded (see DecodeError), or
+	// the store's files are damaged: OpenBadger refuses them with an error
+	// naming the directory and what to do.
 	ErrCorrupt = errors.New("pigeon/persistence: corrupt stored value")
 )
 
