@@ -437,6 +437,10 @@ func TestAccounts_RejectedRefreshEndsOnlyThatAccount(t *testing.T) {
 	recv(t, ctx, gA.entered)
 	waiterB := rowGo(ctx, acctB, "/echo")
 	recv(t, ctx, gB.entered) // both refreshes are in flight at once
+	// Both of A's waiters must have joined A's flight before it fails: a
+	// waiter that started after A's session ended would get
+	// ErrUnknownAccount instead.
+	awaitFlight(t, ctx, e.p, a.UID, 2)
 	gA.Open()
 	for i, w := range waitersA {
 		if res := recv(t, ctx, w); !errors.Is(res.err, pigeon.ErrSessionExpired) {
