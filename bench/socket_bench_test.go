@@ -116,6 +116,9 @@ func (s *benchWS) serve(c *websocket.Conn) {
 					seq++
 					out <- []byte(fmt.Sprintf(`{"type":"event","payload":{"channel":"room","event":"tick","epoch":"e1","seq":%d,"data":{"i":%d}}}`, seq, i))
 				}
+				if e.ID != "" { // pigeon keeps an emit until it is acked
+					out <- []byte(`{"type":"ack","id":"` + e.ID + `","payload":{}}`)
+				}
 				continue
 			}
 			seq++
