@@ -27,6 +27,10 @@ func TestTour(t *testing.T) {
 		"casper receives \"hi casper, alice here\"",
 		"update frames acked +1, websocket connections opened +0",
 		"→ /login?continue=%2Fapp%2Fprofile%3Ftab%3Dsecurity",
+		"refresh stream says succeeded",
+		"socket state stream starts with the current state: connected",
+		"then 200: WithRetry retried it",
+		"pigeon.http.client.retries 2",
 		"LogOut → mode: ghost",
 		"every step behaved as described",
 	} {

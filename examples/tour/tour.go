@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/apppigeon/pigeon"
 	"github.com/apppigeon/pigeon/actors"
 	"github.com/apppigeon/pigeon/examples/backend"
@@ -45,16 +47,19 @@ type tour struct {
 	bob      backend.Tokens
 	closers  []func()
 	mu       sync.Mutex
+	flaky    *flaky
+	metrics  *sdkmetric.ManualReader
 }
 
 func newTour(ctx context.Context, out io.Writer) (*tour, error) {
 	t := &tour{out: out, be: backend.New()}
+	t.flaky = &flaky{next: t.be}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	t.base = "http://" + ln.Addr().String()
-	t.srv = &http.Server{Handler: t.be, ReadHeaderTimeout: 10 * time.Second}
+	t.srv = &http.Server{Handler: t.flaky, ReadHeaderTimeout: 10 * time.Second}
 	t.srvDone = make(chan error, 1)
 	go func() { t.srvDone <- t.srv.Serve(ln) }()
 	t.dir, err = os.MkdirTemp("", "pigeon-tour-*")
@@ -107,6 +112,7 @@ func (t *tour) steps() []step {
 		{"5b. Gateway mode: the same client serves 50 more users at once", t.gateway},
 		{"6. Chat over websockets: alice (authorized) and a ghost share a room", t.chat},
 		{"7. The token is refreshed while the socket stays connected", t.liveRefresh},
+		{"7b. Running it in a service: Refresh, the refresh and socket-state streams, retries, metrics", t.service},
 		{"8. Logout, and the route guard sends you to /login?continue=…", t.guard},
 		{"9. One reference, two modes: the Switch", t.switchModes},
 	}
@@ -116,7 +122,7 @@ func (t *tour) start(ctx context.Context) error {
 	var err error
 	storeDir := filepath.Join(t.dir, "store")
 	t.p, err = pigeon.NewAuthorized(pigeon.JSONRefresher{Path: "/auth/refresh"},
-		pigeon.WithBaseURL(t.base), pigeon.WithStoreDir(storeDir))
+		append([]pigeon.Option{pigeon.WithBaseURL(t.base), pigeon.WithStoreDir(storeDir)}, t.serviceOptions()...)...)
 	if err != nil {
 		return err
 	}
