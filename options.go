@@ -40,6 +40,7 @@ type config struct {
 	maxBody        int64
 	socket         socketConfig
 	retry          *RetryPolicy // nil: no retries
+	etcd           *etcdConfig  // WithEtcd; nil: badger
 }
 
 func newConfig(opts []Option) (*config, error) {
