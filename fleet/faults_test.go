@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/apppigeon/pigeon/examples/backend"
 	"github.com/apppigeon/pigeon/fleet"
+	"github.com/apppigeon/pigeon/internal/etcdtest"
 )
 
 func (e *fleetEnv) children(t *testing.T, n int) []*child {
@@ -177,12 +179,12 @@ func TestFleet_FrozenHolderLateWriteRefused(t *testing.T) {
 	}
 }
 
-// kill of the etcd leader (an in-process member stopped abruptly): the
-// two others elect a new leader; the next expiry is still one refresh and
-// no request fails.
+// kill -9 of the etcd leader (members are child processes): the two
+// others elect a new leader; the next expiry is still one refresh and no
+// request fails.
 func TestFleet_EtcdLeaderKilled(t *testing.T) {
 	t.Parallel()
-	e := newFleetEnv(t, 3)
+	e := newFleetEnvOn(t, func(dir string) (*etcdtest.Cluster, error) { return etcdtest.StartProcesses(dir, 3, os.Args[0]) })
 	cs := e.children(t, 5)
 	burst(t, 100, cs...)
 	l := e.cluster.Leader()

@@ -71,10 +71,16 @@ type fleetEnv struct {
 
 const accessTTL = time.Hour
 
+// newFleetEnv starts an etcd cluster of members inside this process.
 func newFleetEnv(t *testing.T, members int, beOpts ...backend.Option) *fleetEnv {
 	t.Helper()
+	return newFleetEnvOn(t, func(dir string) (*etcdtest.Cluster, error) { return etcdtest.Start(dir, members) }, beOpts...)
+}
+
+func newFleetEnvOn(t *testing.T, startCluster func(dir string) (*etcdtest.Cluster, error), beOpts ...backend.Option) *fleetEnv {
+	t.Helper()
 	dir := t.TempDir()
-	c, err := etcdtest.Start(dir, members)
+	c, err := startCluster(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,11 @@
 package etcdtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,20 +30,67 @@ type Cluster struct {
 
 type member struct {
 	name    string
-	client  string // client URL
-	e       *embed.Etcd
+	client  string      // client URL
+	e       *embed.Etcd // in-process member, or
+	proc    *process    // child-process member
 	stopped bool
 }
 
-// Start starts an n-member cluster with its data under dir (one
-// subdirectory per member) and returns when every member is ready.
+// memberConfig is what a member needs; a child-process member gets it as
+// JSON in MemberEnv.
+type memberConfig struct {
+	Name, Dir, Peer, Client, Initial string
+}
+
+func (mc memberConfig) embed() (*embed.Config, error) {
+	peer, err := url.Parse(mc.Peer)
+	if err != nil {
+		return nil, err
+	}
+	client, err := url.Parse(mc.Client)
+	if err != nil {
+		return nil, err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = mc.Name
+	cfg.Dir = mc.Dir
+	cfg.ListenPeerUrls = []url.URL{*peer}
+	cfg.AdvertisePeerUrls = []url.URL{*peer}
+	cfg.ListenClientUrls = []url.URL{*client}
+	cfg.AdvertiseClientUrls = []url.URL{*client}
+	cfg.ListenMetricsUrls = nil
+	cfg.InitialCluster = mc.Initial
+	cfg.InitialClusterToken = "pigeon-etcdtest"
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.LogLevel = "error"
+	return cfg, nil
+}
+
+// Start starts an n-member cluster inside this process, with its data
+// under dir (one subdirectory per member), and returns when every member
+// is ready.
 func Start(dir string, n int) (*Cluster, error) {
+	return start(dir, n, "")
+}
+
+// StartProcesses starts an n-member cluster whose members are child
+// processes running exe (the test binary, os.Args[0]), so that Kill is a
+// real kill -9. exe's TestMain must call MemberMain first (see MemberMain).
+func StartProcesses(dir string, n int, exe string) (*Cluster, error) {
+	if exe == "" {
+		return nil, errors.New("etcdtest: no executable for the members")
+	}
+	return start(dir, n, exe)
+}
+
+func start(dir string, n int, exe string) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("etcdtest: need at least one member")
 	}
 	c := &Cluster{dir: dir}
-	peers := make([]url.URL, n)
-	clients := make([]url.URL, n)
+	mcs := make([]memberConfig, n)
 	var initial []string
 	for i := range n {
 		p, err := freeURL()
@@ -54,39 +101,43 @@ func Start(dir string, n int) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		peers[i], clients[i] = p, cl
-		initial = append(initial, fmt.Sprintf("m%d=%s", i, p.String()))
+		name := fmt.Sprintf("m%d", i)
+		mcs[i] = memberConfig{Name: name, Dir: filepath.Join(dir, name), Peer: p.String(), Client: cl.String()}
+		initial = append(initial, name+"="+p.String())
 	}
-	for i := range n {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(dir, cfg.Name)
-		cfg.ListenPeerUrls = []url.URL{peers[i]}
-		cfg.AdvertisePeerUrls = []url.URL{peers[i]}
-		cfg.ListenClientUrls = []url.URL{clients[i]}
-		cfg.AdvertiseClientUrls = []url.URL{clients[i]}
-		cfg.ListenMetricsUrls = nil
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "pigeon-etcdtest"
-		cfg.ClusterState = embed.ClusterStateFlagNew
-		cfg.Logger = "zap"
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		cfg.LogLevel = "error"
-		e, err := embed.StartEtcd(cfg)
+	for i := range mcs {
+		mcs[i].Initial = strings.Join(initial, ",")
+		m := &member{name: mcs[i].Name, client: mcs[i].Client}
+		var err error
+		if exe != "" {
+			m.proc, err = startProcess(exe, mcs[i])
+		} else {
+			var cfg *embed.Config
+			if cfg, err = mcs[i].embed(); err == nil {
+				m.e, err = embed.StartEtcd(cfg)
+			}
+		}
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("etcdtest: starting %s: %w", cfg.Name, err)
+			return nil, fmt.Errorf("etcdtest: starting %s: %w", mcs[i].Name, err)
 		}
-		c.members = append(c.members, &member{name: cfg.Name, client: clients[i].String(), e: e})
+		c.members = append(c.members, m)
 	}
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
 	for _, m := range c.members {
+		var ready <-chan struct{}
+		var failed <-chan error
+		if m.e != nil {
+			ready, failed = m.e.Server.ReadyNotify(), m.e.Err()
+		} else {
+			ready, failed = m.proc.ready, m.proc.exited
+		}
 		select {
-		case <-m.e.Server.ReadyNotify():
-		case err := <-m.e.Err():
+		case <-ready:
+		case err := <-failed:
 			c.Close()
-			return nil, fmt.Errorf("etcdtest: %s: %w", m.name, err)
+			return nil, fmt.Errorf("etcdtest: %s: %v", m.name, err)
 		case <-timeout.C:
 			c.Close()
 			return nil, errors.New("etcdtest: cluster not ready after a minute")
@@ -130,18 +181,30 @@ func (c *Cluster) Client() (*clientv3.Client, error) {
 
 // Leader returns the index of the member that leads, or -1.
 func (c *Cluster) Leader() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, m := range c.members {
-		if !m.stopped && m.e.Server.Leader() == m.e.Server.MemberID() {
+	cli, err := c.Client()
+	if err != nil {
+		return -1
+	}
+	defer cli.Close()
+	for i, ep := range c.Endpoints() {
+		c.mu.Lock()
+		stopped := c.members[i].stopped
+		c.mu.Unlock()
+		if stopped {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cli.Status(ctx, ep)
+		cancel()
+		if err == nil && st.Leader == st.Header.MemberId {
 			return i
 		}
 	}
 	return -1
 }
 
-// Kill stops member i abruptly: no leadership transfer, its connections
-// cut (the nearest an in-process member gets to kill -9).
+// Kill stops member i abruptly: a child-process member gets SIGKILL; an
+// in-process one is closed (no kill -9 exists inside one process).
 func (c *Cluster) Kill(i int) {
 	c.mu.Lock()
 	m := c.members[i]
@@ -151,8 +214,12 @@ func (c *Cluster) Kill(i int) {
 	}
 	m.stopped = true
 	c.mu.Unlock()
-	m.e.Server.HardStop()
+	if m.proc != nil {
+		m.proc.kill()
+		return
+	}
 	m.e.Close()
+	<-m.e.Server.StopNotify()
 }
 
 // Close stops every member still running (gracefully, all at once) and
@@ -166,21 +233,19 @@ func (c *Cluster) Close() {
 			run = append(run, m)
 		}
 	}
-	ms := c.members
 	c.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, m := range run {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if m.proc != nil {
+				m.proc.stop()
+				return
+			}
 			m.e.Close()
+			<-m.e.Server.StopNotify()
 		}()
 	}
 	wg.Wait()
-	for _, m := range ms {
-		<-m.e.Server.StopNotify()
-	}
 }
-
-// TempDir makes a directory for a cluster's data; the caller removes it.
-func TempDir() (string, error) { return os.MkdirTemp("", "pigeon-etcd-*") }
