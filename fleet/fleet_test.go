@@ -3,8 +3,12 @@ package fleet_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/internal/etcdtest"
 )
 
 // 3-member cluster, 5 processes, one account, 2,000 concurrent requests
@@ -77,4 +81,64 @@ func TestFleet_SealedRecords(t *testing.T) {
 		t.Fatal("no refresh happened")
 	}
 	check(e.user.AccessToken, e.user.RefreshToken, string(list[0].AccessToken), string(list[0].RefreshToken))
+}
+
+// A refresh in one process reaches another through the watch alone: the
+// other's AuthStore announces the new token (TokensChanged, the path that
+// replays waiting requests and updates sockets) before it sent any
+// request, and its next request needs no refresh. Both clients are closed
+// with their watch and lease-backed session running; TestMain's goleak
+// then finds nothing left.
+func TestFleet_WatchDeliversRefresh(t *testing.T) {
+	t.Parallel()
+	e := newFleetEnv(t, 1)
+	p1 := e.client(t)
+	cli2, err := e.cluster.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := pigeon.NewAuthorized(pigeon.JSONRefresher{Path: "/auth/refresh"},
+		pigeon.WithBaseURL(e.srv.URL), pigeon.WithEtcd(cli2, e.prefix), pigeon.WithEncryptionKey(e.key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, store, _ := p2.Actors()
+	events, stop, err := etcdtest.TokenEvents(sys, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := <-events; string(first.Snapshot.AccessToken) != e.user.AccessToken {
+		t.Fatalf("p2 starts with another token")
+	}
+	e.clock.Advance(accessTTL)
+	if _, err := p1.Get(ctxT(t), "/me"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := p1.AllAuths(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.Snapshot.AccessToken != list[0].AccessToken || ev.Ended != 0 {
+			t.Fatalf("p2 got %v (ended %v), want p1's new token", ev.Snapshot.AccessToken, ev.Ended)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("p2 never saw p1's refresh")
+	}
+	if _, err := p2.Get(ctxT(t), "/me"); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.be.Stats(); st.RefreshCalls != 1 {
+		t.Fatalf("server saw %d refreshes, want 1", st.RefreshCalls)
+	}
+	stop()
+	for _, p := range []*pigeon.AuthorizedPigeon{p1, p2} {
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cli2.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

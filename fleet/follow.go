@@ -18,7 +18,8 @@ import (
 // change would arrive: a newer version of a record it holds is an
 // UpdateTokens (requests waiting for it replay, sockets get the new
 // token), a record it does not hold is a SaveAuth, a deleted record ends
-// the session (EndSession, EndExpired). The watch runs in a goroutine the
+// the session (EndSession, EndExpired), a new current account is a
+// SwitchAccount (the current account is the fleet's). The watch runs in a goroutine the
 // Store owns until Close; if the watch is cancelled (its start revision
 // was compacted, etcd was unreachable too long) Follow reloads the prefix
 // and watches on from there. Call it once, after the AuthStore loaded.
@@ -41,7 +42,7 @@ func (s *Store) follow(sys *actor.ActorSystem, pid *actor.PID, from int64) {
 	ctx := s.life
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, s.acctPrefix(), clientv3.WithPrefix(), clientv3.WithRev(from))
+		wch := s.cli.Watch(wctx, s.prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(from))
 		for resp := range wch {
 			if err := resp.Err(); err != nil {
 				s.cfg.logger.Warn("fleet: watch ended", zap.Error(err))
@@ -75,6 +76,15 @@ func (s *Store) follow(sys *actor.ActorSystem, pid *actor.PID, from int64) {
 // apply feeds one watch event into the AuthStore.
 func (s *Store) apply(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID, ev *clientv3.Event) {
 	key := string(ev.Kv.Key)
+	if key == s.currentKey() {
+		s.mu.Lock()
+		s.current = string(ev.Kv.Value) // "" for a delete
+		s.mu.Unlock()
+		if ev.Type == clientv3.EventTypePut {
+			s.switchTo(ctx, sys, pid, string(ev.Kv.Value))
+		}
+		return
+	}
 	uid, ok := s.uidOf(key)
 	if !ok {
 		return // a lock key
@@ -127,6 +137,15 @@ func (s *Store) put(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID,
 	}
 }
 
+// switchTo follows another process's SwitchAccount (or login with
+// MakeCurrent): the current account is the fleet's.
+func (s *Store) switchTo(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID, uid string) {
+	_, err := actors.AskAs[*messages.SavedAuth](ctx, sys, pid, &messages.SwitchAccount{UID: uid})
+	if err != nil && ctx.Err() == nil {
+		s.cfg.logger.Info("fleet: following a switch of the current account failed", zap.String("uid", uid), zap.Error(err))
+	}
+}
+
 func (s *Store) endLocal(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID, uid string) {
 	cur, err := actors.AskAs[*messages.CurrentAuth](ctx, sys, pid, &messages.GetAuth{UID: uid})
 	if err != nil {
@@ -140,18 +159,24 @@ func (s *Store) endLocal(ctx context.Context, sys *actor.ActorSystem, pid *actor
 // resync reloads the prefix after the watch ended and brings the
 // AuthStore to it; it returns the revision read.
 func (s *Store) resync(ctx context.Context, sys *actor.ActorSystem, pid *actor.PID) (int64, error) {
-	resp, err := s.cli.Get(ctx, s.acctPrefix(), clientv3.WithPrefix())
+	resp, err := s.cli.Get(ctx, s.prefix+"/", clientv3.WithPrefix())
 	if err != nil {
 		return 0, err
 	}
 	present := map[string]bool{}
 	for _, kv := range resp.Kvs {
-		uid, ok := s.uidOf(string(kv.Key))
-		if !ok {
-			continue
+		if uid, ok := s.uidOf(string(kv.Key)); ok {
+			present[uid] = true
 		}
-		present[uid] = true
-		s.apply(ctx, sys, pid, &clientv3.Event{Type: clientv3.EventTypePut, Kv: kv})
+		// the current pointer goes last, once its record is in
+		if string(kv.Key) != s.currentKey() {
+			s.apply(ctx, sys, pid, &clientv3.Event{Type: clientv3.EventTypePut, Kv: kv})
+		}
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Key) == s.currentKey() {
+			s.apply(ctx, sys, pid, &clientv3.Event{Type: clientv3.EventTypePut, Kv: kv})
+		}
 	}
 	list, err := actors.AskAs[*messages.AuthList](ctx, sys, pid, &messages.ListAuths{})
 	if err != nil {

@@ -99,6 +99,7 @@ type Store struct {
 	closed  bool
 	accts   map[string]*seen // by UID
 	loadRev int64            // revision of the last Load
+	current string           // the current pointer as last read or written
 
 	sessMu sync.Mutex // guards sess; held while a session is made
 	sess   *concurrency.Session
@@ -313,6 +314,7 @@ func (s *Store) LoadPages(ctx context.Context, pageSize int, page func([]message
 	sort.Slice(recs, func(i, j int) bool { return recs[i].UID < recs[j].UID })
 	s.mu.Lock()
 	s.loadRev = resp.Header.Revision
+	s.current = current
 	for _, r := range recs {
 		s.observe(r.UID, revs[r.UID], r.AccessToken, true)
 	}
@@ -384,6 +386,9 @@ func (s *Store) Apply(ctx context.Context, ch persistence.Change) error {
 		ops = append(ops, clientv3.OpDelete(s.RecordKey(uid)))
 		dels = append(dels, uid)
 	}
+	if ch.SetCurrent != nil && *ch.SetCurrent == s.current {
+		ch.SetCurrent = nil // what etcd holds (a switch followed from the watch)
+	}
 	s.mu.Unlock()
 	if ch.SetCurrent != nil {
 		if *ch.SetCurrent == "" {
@@ -406,6 +411,9 @@ func (s *Store) Apply(ctx context.Context, ch persistence.Change) error {
 	}
 	for _, uid := range dels {
 		s.observe(uid, rev, "", false)
+	}
+	if ch.SetCurrent != nil {
+		s.current = *ch.SetCurrent
 	}
 	s.mu.Unlock()
 	return nil
