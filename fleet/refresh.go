@@ -65,46 +65,81 @@ func (s *Store) refresh(ctx context.Context, refresh actors.RefreshFunc, uid str
 		s.adopted(uid, rev, rec)
 		return adopt(rec), nil
 	}
+	for attempt := 1; ; attempt++ {
+		out, err := s.lockedRefresh(ctx, refresh, uid, rev)
+		if !errors.Is(err, errRetry) {
+			return out, err
+		}
+		if attempt == maxAttempts {
+			return messages.RefreshedTokens{}, ErrLockLost
+		}
+		s.cfg.logger.Warn("fleet: lease lost before the refresh; trying again with a new lease", zap.String("uid", uid))
+	}
+}
+
+// maxAttempts bounds the lock attempts of one refresh whose lease ended
+// before it spent the refresh token.
+const maxAttempts = 3
+
+// errRetry: the lease ended before the refresh token was spent and the
+// record is unchanged: take a new lease and try again.
+var errRetry = errors.New("pigeon/fleet: retry")
+
+// lockHeld is uid's lock, taken on this process's lease.
+type lockHeld struct {
+	mu   *concurrency.Mutex
+	sess *concurrency.Session
+}
+
+// lock takes uid's lock on this process's lease; unlock releases it.
+func (s *Store) lock(ctx context.Context, uid string) (h lockHeld, unlock func(), err error) {
 	sess, err := s.session()
 	if err != nil {
-		return messages.RefreshedTokens{}, unavailable("lease", err)
+		return lockHeld{}, nil, unavailable("lease", err)
 	}
 	mu := concurrency.NewMutex(sess, s.lockPrefix(uid))
 	if err := mu.Lock(ctx); err != nil {
-		return messages.RefreshedTokens{}, unavailable("taking the account lock", err)
+		if errors.Is(err, concurrency.ErrSessionExpired) {
+			s.dropSession(sess)
+		}
+		return lockHeld{}, nil, unavailable("taking the account lock", err)
 	}
-	defer func() {
+	return lockHeld{mu, sess}, func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = mu.Unlock(uctx) // a lost lease already released it
-	}()
-	rec, rev2, err := s.stored(ctx, uid)
+	}, nil
+}
+
+// lockedRefresh is one attempt under uid's lock; base is the revision the
+// caller's version is at.
+func (s *Store) lockedRefresh(ctx context.Context, refresh actors.RefreshFunc, uid string, base int64) (messages.RefreshedTokens, error) {
+	h, unlock, err := s.lock(ctx, uid)
 	if err != nil {
 		return messages.RefreshedTokens{}, err
 	}
-	if rev2 != rev {
-		s.adopted(uid, rev2, rec)
+	defer unlock()
+	rec, rev, err := s.stored(ctx, uid)
+	if err != nil {
+		return messages.RefreshedTokens{}, err
+	}
+	if rev != base {
+		s.adopted(uid, rev, rec)
 		return adopt(rec), nil
 	}
 	key := s.RecordKey(uid)
-	guard := []clientv3.Cmp{mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(key), "=", rev2)}
+	guard := []clientv3.Cmp{h.mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
 	// One cheap guarded read first: a process that lost its lease while it
 	// waited must not spend the refresh token.
 	if resp, err := s.cli.Txn(ctx).If(guard...).Commit(); err != nil {
 		return messages.RefreshedTokens{}, unavailable("checking the lock", err)
 	} else if !resp.Succeeded {
-		g, gerr := s.cli.Get(ctx, mu.Key())
-		if gerr != nil {
-			g = &clientv3.GetResponse{}
+		s.dropSession(h.sess)
+		out, err := s.refused(ctx, uid, rev)
+		if errors.Is(err, ErrLockLost) {
+			return out, errRetry
 		}
-		done := false
-		select {
-		case <-sess.Done():
-			done = true
-		default:
-		}
-		s.cfg.logger.Warn("fleet: lock lost before the refresh; the refresh token is not spent", zap.String("uid", uid), zap.String("lockKey", mu.Key()), zap.Bool("lockKeyExists", len(g.Kvs) > 0), zap.Bool("leaseEnded", done))
-		return s.refused(ctx, uid, rev2)
+		return out, err
 	}
 	started := s.cfg.now()
 	tokens, err := refresh(ctx, uid, rec.RefreshToken)
@@ -114,8 +149,10 @@ func (s *Store) refresh(ctx context.Context, refresh actors.RefreshFunc, uid str
 			return messages.RefreshedTokens{}, unavailable("deleting the rejected record", terr)
 		}
 		if !resp.Succeeded {
+			// Another process holds the lock now and may have spent the
+			// same token: its outcome (written or deleted) is the fleet's.
 			s.cfg.logger.Warn("fleet: refresh rejected after the lock was lost; keeping the stored record", zap.String("uid", uid), zap.Error(err))
-			return s.refused(ctx, uid, rev2)
+			return s.refused(ctx, uid, rev)
 		}
 		s.mu.Lock()
 		s.observe(uid, resp.Header.Revision, "", false)
@@ -149,12 +186,38 @@ func (s *Store) refresh(ctx context.Context, refresh actors.RefreshFunc, uid str
 		// no engine prevents unless the provider allows a reuse interval.
 		return messages.RefreshedTokens{}, unavailable("writing the refreshed record", err)
 	}
-	if !resp.Succeeded {
-		s.cfg.logger.Warn("fleet: lock lost before the write; write refused", zap.String("uid", uid))
-		return s.refused(ctx, uid, rev2)
+	if resp.Succeeded {
+		s.adopted(uid, resp.Header.Revision, next)
+		return adopt(next), nil
 	}
-	s.adopted(uid, resp.Header.Revision, next)
-	return adopt(next), nil
+	s.cfg.logger.Warn("fleet: lock lost before the write; write refused", zap.String("uid", uid))
+	s.dropSession(h.sess)
+	unlock()
+	return s.rewrite(ctx, uid, rev, next, string(v))
+}
+
+// rewrite runs after this process's write of next was refused because its
+// lease ended between the refresh and the write. The provider has rotated
+// the token, so next must not be dropped while the record is still the
+// one it replaces: take the lock on a new lease (waiting for whoever took
+// over) and write it if the record is still at base; else what is stored
+// wins.
+func (s *Store) rewrite(ctx context.Context, uid string, base int64, next messages.AuthRecord, sealed string) (messages.RefreshedTokens, error) {
+	h, unlock, err := s.lock(ctx, uid)
+	if err != nil {
+		return messages.RefreshedTokens{}, err
+	}
+	defer unlock()
+	key := s.RecordKey(uid)
+	resp, err := s.cli.Txn(ctx).If(h.mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(key), "=", base)).Then(clientv3.OpPut(key, sealed)).Commit()
+	if err != nil {
+		return messages.RefreshedTokens{}, unavailable("writing the refreshed record", err)
+	}
+	if resp.Succeeded {
+		s.adopted(uid, resp.Header.Revision, next)
+		return adopt(next), nil
+	}
+	return s.refused(ctx, uid, base)
 }
 
 // refused handles a write the guard refused: another process holds or

@@ -471,6 +471,21 @@ func (s *Store) session() (*concurrency.Session, error) {
 	return sess, nil
 }
 
+// dropSession forgets sess if it is still this process's session (its
+// lease ended, or a guard said it no longer owns its lock), so that the
+// next lock takes a new lease, and revokes it.
+func (s *Store) dropSession(sess *concurrency.Session) {
+	s.sessMu.Lock()
+	mine := s.sess == sess
+	if mine {
+		s.sess = nil
+	}
+	s.sessMu.Unlock()
+	if mine {
+		closeSession(sess)
+	}
+}
+
 func closeSession(sess *concurrency.Session) {
 	// Revoke the lease so that a lock left behind is free at once.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
