@@ -130,8 +130,11 @@ func (s *Store) lockedRefresh(ctx context.Context, refresh actors.RefreshFunc, u
 	key := s.RecordKey(uid)
 	guard := []clientv3.Cmp{h.mu.IsOwner(), clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
 	// One cheap guarded read first: a process that lost its lease while it
-	// waited must not spend the refresh token.
-	if resp, err := s.cli.Txn(ctx).If(guard...).Commit(); err != nil {
+	// waited must not spend the refresh token. The Get makes the
+	// transaction linearizable: etcd serves a transaction without any
+	// range op serializably, from a follower that may not have applied our
+	// own lock key yet (IsTxnSerializable is true for empty op lists).
+	if resp, err := s.cli.Txn(ctx).If(guard...).Then(clientv3.OpGet(key, clientv3.WithCountOnly())).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit(); err != nil {
 		return messages.RefreshedTokens{}, unavailable("checking the lock", err)
 	} else if !resp.Succeeded {
 		s.dropSession(h.sess)
