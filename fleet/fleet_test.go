@@ -1,6 +1,7 @@
 package fleet_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -8,7 +9,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/apppigeon/pigeon"
+	"github.com/apppigeon/pigeon/fleet"
 	"github.com/apppigeon/pigeon/internal/etcdtest"
+	"github.com/apppigeon/pigeon/persistence"
 )
 
 // 3-member cluster, 5 processes, one account, 2,000 concurrent requests
@@ -140,5 +143,47 @@ func TestFleet_WatchDeliversRefresh(t *testing.T) {
 	}
 	if err := cli2.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Bad input is a clear error and loses nothing: a nil client, an empty
+// prefix or a key of the wrong size fail New (and WithEtcd) before
+// anything is read or written; a process with another store key fails its
+// load with ErrWrongKey (matching persistence.ErrCorrupt) and the records
+// stay as they were.
+func TestFleet_BadInput(t *testing.T) {
+	t.Parallel()
+	e := newFleetEnv(t, 1)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"nil client", func() error { _, err := fleet.New(nil, "/p", e.key); return err }(), nil},
+		{"empty prefix", func() error { _, err := fleet.New(e.cli, "/", e.key); return err }(), fleet.ErrInvalidPrefix},
+		{"short key", func() error { _, err := fleet.New(e.cli, "/p", []byte("short")); return err }(), persistence.ErrInvalidKey},
+		{"WithEtcd nil client", func() error {
+			_, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithEtcd(nil, "/p"), pigeon.WithEncryptionKey(e.key))
+			return err
+		}(), nil},
+		{"WithEtcd empty prefix", func() error {
+			_, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, pigeon.WithEtcd(e.cli, ""), pigeon.WithEncryptionKey(e.key))
+			return err
+		}(), fleet.ErrInvalidPrefix},
+	} {
+		if tc.err == nil || (tc.want != nil && !errors.Is(tc.err, tc.want)) {
+			t.Errorf("%s: %v, want an error matching %v", tc.name, tc.err, tc.want)
+		}
+	}
+	other, err := fleet.New(e.cli, e.prefix, []byte("another key, also 32 bytes long!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Load(ctxT(t)); !errors.Is(err, persistence.ErrWrongKey) || !errors.Is(err, persistence.ErrCorrupt) {
+		t.Fatalf("load with another key: %v, want ErrWrongKey and ErrCorrupt", err)
+	}
+	if _, ok := e.stored(t); !ok {
+		t.Fatal("the record is gone after a load with the wrong key")
 	}
 }

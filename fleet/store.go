@@ -111,9 +111,10 @@ type Store struct {
 
 // seen is what this process knows of one account's versions in etcd.
 type seen struct {
-	rev  int64     // ModRevision of the newest version known; 0: deleted
-	held int64     // the version the local AuthStore holds (0: unknown)
-	vers []version // recent versions, oldest first
+	rev     int64     // revision of the newest change known (put or delete)
+	deleted bool      // that change deleted the record
+	held    int64     // the version the local AuthStore holds (0: unknown)
+	vers    []version // recent versions, oldest first
 }
 
 type version struct {
@@ -226,7 +227,7 @@ func (s *Store) open(key string, v []byte) (messages.AuthRecord, error) {
 	}, nil
 }
 
-// observe records that uid's version rev holds at (rev 0: deleted).
+// observe records that uid's version rev holds at (at "": rev deleted it).
 // held marks it as the version the local AuthStore holds. s.mu is held.
 func (s *Store) observe(uid string, rev int64, at messages.Secret, held bool) {
 	a := s.accts[uid]
@@ -236,6 +237,7 @@ func (s *Store) observe(uid string, rev int64, at messages.Secret, held bool) {
 	}
 	if rev >= a.rev || at == "" {
 		a.rev = rev
+		a.deleted = at == ""
 	}
 	if at == "" {
 		a.vers = nil
@@ -380,8 +382,8 @@ func (s *Store) Apply(ctx context.Context, ch persistence.Change) error {
 		puts = append(puts, r)
 	}
 	for _, uid := range ch.Delete {
-		if a := s.accts[uid]; a != nil && a.rev == 0 {
-			continue
+		if a := s.accts[uid]; a != nil && a.deleted {
+			continue // deleted already (by the refresh that was rejected, or another process)
 		}
 		ops = append(ops, clientv3.OpDelete(s.RecordKey(uid)))
 		dels = append(dels, uid)
