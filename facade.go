@@ -158,7 +158,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	if cfg.refreshTimeout > 0 {
 		ropts = append(ropts, actors.WithRefreshTimeout(cfg.refreshTimeout))
 	}
-	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, p.refreshFunc(refresher), ropts...), "pigeon-refresh")
+	p.coordPID = root.SpawnPrefix(actors.NewRefreshCoordinatorProps(p.storePID, p.view, fleetRefresh(store, p.refreshFunc(refresher)), ropts...), "pigeon-refresh")
 	p.tokens = &actors.TokenClient{System: p.system, Coordinator: p.coordPID, View: p.view, Now: cfg.now, Ahead: cfg.refreshAhead}
 
 	p.rt, p.http = buildHTTP(cfg, p.life, plain, p.tokens, refresher.ShouldRefresh, p.defaultHeaders)
@@ -178,10 +178,17 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 		_ = p.Close()
 		return nil, fmt.Errorf("pigeon: opening auth store: %w", err)
 	}
+	if err := p.startFleet(); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
 	return p, nil
 }
 
 func openStore(cfg *config) (persistence.Store, error) {
+	if cfg.etcd != nil {
+		return openFleet(cfg)
+	}
 	if cfg.inMemory {
 		return persistence.NewMemory(), nil
 	}

@@ -47,7 +47,8 @@ type config struct {
 	retry          *RetryPolicy // nil: no retries
 	tracerProvider trace.TracerProvider
 	meterProvider  metric.MeterProvider
-	obs            *obs.Obs // nil: no telemetry (neither provider set)
+	obs            *obs.Obs    // nil: no telemetry (neither provider set)
+	etcd           *etcdConfig // WithEtcd; nil: badger
 }
 
 func newConfig(opts []Option) (*config, error) {

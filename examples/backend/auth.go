@@ -91,6 +91,7 @@ type authStore struct {
 	byID        map[string]*user
 	access      map[string]accessEntry
 	refresh     map[string]refreshEntry
+	used        map[string]refreshEntry // rotated tokens within the reuse interval (expiresAt: its end)
 	ghosts      map[string]*ghost
 	ghostTokens map[string]string // token → ghost id
 	issued      int
@@ -101,6 +102,7 @@ func (s *authStore) init() {
 	s.byID = make(map[string]*user)
 	s.access = make(map[string]accessEntry)
 	s.refresh = make(map[string]refreshEntry)
+	s.used = make(map[string]refreshEntry)
 	s.ghosts = make(map[string]*ghost)
 	s.ghostTokens = make(map[string]string)
 }
@@ -150,6 +152,11 @@ func (b *Backend) issueLocked(uid string) Tokens {
 		for k, e := range s.refresh {
 			if !e.expiresAt.IsZero() && e.expiresAt.Before(cut) {
 				delete(s.refresh, k)
+			}
+		}
+		for k, e := range s.used {
+			if e.expiresAt.Before(now) {
+				delete(s.used, k)
 			}
 		}
 	}
@@ -386,7 +393,13 @@ func (b *Backend) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		delete(s.refresh, body.RefreshToken)
 		if !expired {
 			t = b.issueLocked(e.uid)
+			if d := b.cfg.reuseInterval; d > 0 {
+				s.used[body.RefreshToken] = refreshEntry{uid: e.uid, expiresAt: b.cfg.clock().Add(d)}
+			}
 		}
+	} else if u, reused := s.used[body.RefreshToken]; reused && b.cfg.clock().Before(u.expiresAt) {
+		ok = true
+		t = b.issueLocked(u.uid)
 	}
 	s.mu.Unlock()
 	if !ok || expired {

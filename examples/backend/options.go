@@ -42,6 +42,7 @@ type config struct {
 	refreshHook   func(w http.ResponseWriter, r *http.Request) bool
 	jwt           bool
 	closeOnExpiry bool
+	reuseInterval time.Duration
 	logger        *slog.Logger
 	emitWindow    int
 	emitObserver  func(EmitRecord)
@@ -204,6 +205,14 @@ func WithWriteTimeout(d time.Duration) Option {
 // requests. Nil (the zero value) means no hook.
 func WithRefreshHook(hook func(w http.ResponseWriter, r *http.Request) bool) Option {
 	return optionFunc(func(c *config) { c.refreshHook = hook })
+}
+
+// WithRefreshReuseInterval lets a rotated refresh token be used again for
+// d after its first use (each use answers with new tokens), as an identity
+// provider's "refresh token reuse interval" or grace period does. Zero
+// value: a used refresh token is rejected at once (invalid_grant).
+func WithRefreshReuseInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.reuseInterval = max(d, 0) })
 }
 
 // WithJWTAccessTokens makes access tokens JWT-shaped
