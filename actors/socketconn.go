@@ -50,6 +50,11 @@ type (
 		sockOwned
 		gen   uint64
 		frame wire.Frame
+		// decoded: the reader decoded frame already (a stateless codec, no
+		// interceptors): msgs, err are Decode's answer.
+		decoded bool
+		msgs    []wire.Msg
+		err     error
 	}
 	sockLost struct {
 		sockOwned
@@ -168,6 +173,9 @@ type sockOutgoing struct {
 	sentGen   uint64    // the connection it was last written on (0: none)
 	tries     int       // times written
 	writtenAt time.Time // when it was last written
+	// pend is the pending entry of a kept emit that asked for no ack,
+	// allocated with it.
+	pend sockPending
 }
 
 // sockLink is the state of one connection: the dial under way, then the
@@ -325,7 +333,11 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		s.onDialResult(m)
 	case *sockFrame:
 		if m.gen == s.gen && s.link.pump != nil {
-			s.onFrame(m.frame)
+			if m.decoded {
+				s.onDecoded(m.msgs, m.err)
+			} else {
+				s.onFrame(m.frame)
+			}
 		}
 	case *sockLost:
 		if m.gen == s.gen && s.link.pump != nil {
