@@ -50,11 +50,14 @@ type (
 		sockOwned
 		gen   uint64
 		frame wire.Frame
-		// decoded: the reader decoded frame already (a stateless codec, no
-		// interceptors): msgs, err are Decode's answer.
-		decoded bool
-		msgs    []wire.Msg
-		err     error
+	}
+	// sockDecoded is a frame the reader decoded already (the built-in
+	// pigeon.v1 codec, no interceptors): msgs, err are Decode's answer.
+	sockDecoded struct {
+		sockOwned
+		gen  uint64
+		msgs []wire.Msg
+		err  error
 	}
 	sockLost struct {
 		sockOwned
@@ -98,6 +101,7 @@ type sockInternal interface{ ownedBy(*socketConn) bool }
 // dead letter is expected, not worth a log line.
 func (*sockDialResult) IgnoreDeadLetterLogging()    {}
 func (*sockFrame) IgnoreDeadLetterLogging()         {}
+func (*sockDecoded) IgnoreDeadLetterLogging()       {}
 func (*sockLost) IgnoreDeadLetterLogging()          {}
 func (*sockReconnectTick) IgnoreDeadLetterLogging() {}
 func (*sockPingTick) IgnoreDeadLetterLogging()      {}
@@ -333,11 +337,11 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		s.onDialResult(m)
 	case *sockFrame:
 		if m.gen == s.gen && s.link.pump != nil {
-			if m.decoded {
-				s.onDecoded(m.msgs, m.err)
-			} else {
-				s.onFrame(m.frame)
-			}
+			s.onFrame(m.frame)
+		}
+	case *sockDecoded:
+		if m.gen == s.gen && s.link.pump != nil {
+			s.onDecoded(m.msgs, m.err)
 		}
 	case *sockLost:
 		if m.gen == s.gen && s.link.pump != nil {

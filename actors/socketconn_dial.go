@@ -139,7 +139,7 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 		// too) decodes in the actor, which recovers its panics.
 		onFrame = func(f wire.Frame) {
 			msgs, err := codec.Decode(f)
-			sys.Root.Send(self, &sockFrame{sockOwned: sockOwned{s}, gen: gen, decoded: true, msgs: msgs, err: err})
+			sys.Root.Send(self, &sockDecoded{sockOwned: sockOwned{s}, gen: gen, msgs: msgs, err: err})
 		}
 	}
 	s.link.pump = ws.NewPump(conn, ws.PumpConfig{
