@@ -51,6 +51,14 @@ type (
 		gen   uint64
 		frame wire.Frame
 	}
+	// sockDecoded is a frame the reader decoded already (the built-in
+	// pigeon.v1 codec, no interceptors): msgs, err are Decode's answer.
+	sockDecoded struct {
+		sockOwned
+		gen  uint64
+		msgs []wire.Msg
+		err  error
+	}
 	sockLost struct {
 		sockOwned
 		gen uint64
@@ -93,6 +101,7 @@ type sockInternal interface{ ownedBy(*socketConn) bool }
 // dead letter is expected, not worth a log line.
 func (*sockDialResult) IgnoreDeadLetterLogging()    {}
 func (*sockFrame) IgnoreDeadLetterLogging()         {}
+func (*sockDecoded) IgnoreDeadLetterLogging()       {}
 func (*sockLost) IgnoreDeadLetterLogging()          {}
 func (*sockReconnectTick) IgnoreDeadLetterLogging() {}
 func (*sockPingTick) IgnoreDeadLetterLogging()      {}
@@ -168,6 +177,9 @@ type sockOutgoing struct {
 	sentGen   uint64    // the connection it was last written on (0: none)
 	tries     int       // times written
 	writtenAt time.Time // when it was last written
+	// pend is the pending entry of a kept emit that asked for no ack,
+	// allocated with it.
+	pend sockPending
 }
 
 // sockLink is the state of one connection: the dial under way, then the
@@ -326,6 +338,10 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 	case *sockFrame:
 		if m.gen == s.gen && s.link.pump != nil {
 			s.onFrame(m.frame)
+		}
+	case *sockDecoded:
+		if m.gen == s.gen && s.link.pump != nil {
+			s.onDecoded(m.msgs, m.err)
 		}
 	case *sockLost:
 		if m.gen == s.gen && s.link.pump != nil {

@@ -130,8 +130,20 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 	}
 	gen := s.gen
 	sys, self := s.sys, s.self
+	onFrame := func(f wire.Frame) { sys.Root.Send(self, &sockFrame{sockOwned: sockOwned{s}, gen: gen, frame: f}) }
+	if codec := s.codec; len(s.cfg.Interceptors) == 0 && codec == wire.PigeonV1() {
+		// The built-in pigeon.v1 codec is stateless and never panics, and
+		// nothing rewrites frames first: the reader decodes, so the
+		// actor's mailbox is busy only with what the messages mean (an
+		// Emit behind an ack waits less). Any other codec (a wrapper
+		// too) decodes in the actor, which recovers its panics.
+		onFrame = func(f wire.Frame) {
+			msgs, err := codec.Decode(f)
+			sys.Root.Send(self, &sockDecoded{sockOwned: sockOwned{s}, gen: gen, msgs: msgs, err: err})
+		}
+	}
 	s.link.pump = ws.NewPump(conn, ws.PumpConfig{
-		OnFrame:      func(f wire.Frame) { sys.Root.Send(self, &sockFrame{sockOwned: sockOwned{s}, gen: gen, frame: f}) },
+		OnFrame:      onFrame,
 		OnReadError:  func(err error) { sys.Root.Send(self, &sockLost{sockOwned: sockOwned{s}, gen: gen, err: err}) },
 		WriteTimeout: s.cfg.WriteTimeout,
 		QueueSize:    s.cfg.WriteQueue,

@@ -23,6 +23,17 @@ func (s *socketConn) onFrame(f wire.Frame) {
 		return // dropped (or the interceptor panicked: see Receive)
 	}
 	msgs, err := s.codec.Decode(f)
+	s.onMsgs(msgs, err)
+}
+
+// onDecoded is onFrame for a frame the reader decoded (msgs, err).
+func (s *socketConn) onDecoded(msgs []wire.Msg, err error) {
+	s.link.lastRx = s.clock.Now()
+	s.onMsgs(msgs, err)
+}
+
+// onMsgs handles the messages of one decoded frame (or its decode error).
+func (s *socketConn) onMsgs(msgs []wire.Msg, err error) {
 	if err != nil {
 		s.fail(&messages.SocketCloseError{Code: wire.CloseBadMessage, Reason: "bad message", Err: err}, wire.CloseBadMessage)
 		return

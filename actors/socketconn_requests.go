@@ -169,10 +169,11 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 	case m.WantAck:
 		s.trackFor(op.ID, &sockPending{kind: sockReqEmit, sender: out.sender}, s.emitDeadline())
 	case kept:
-		s.pending[op.ID] = &sockPending{kind: sockReqEmit} // answered below; no deadline
+		out.pend = sockPending{kind: sockReqEmit} // answered below; no deadline
+		s.pending[op.ID] = &out.pend
 	default:
 		out.answered = true
-		s.sockRespond(ctx, ctx.Sender(), &messages.EmitResult{})
+		s.sockRespond(ctx, ctx.Sender(), emitDone)
 	}
 	s.cancelLinger()
 	switch {
@@ -188,9 +189,14 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 			s.sockRespond(ctx, ctx.Sender(), fmt.Errorf("pigeon/actors: socket: emit: %w", s.panicked))
 			return
 		}
-		s.sockRespond(ctx, ctx.Sender(), &messages.EmitResult{})
+		s.sockRespond(ctx, ctx.Sender(), emitDone)
 	}
 }
+
+// emitDone is the reply to an emit that asked for no ack: one shared
+// value, read only (the facade reads its nil Ack), so a plain emit
+// allocates no reply.
+var emitDone = &messages.EmitResult{}
 
 // keepsEmits reports whether emits are kept until the server acks them and
 // written again after a reconnect: always on pigeon.v1 (whose emitId the
@@ -423,10 +429,10 @@ func (s *socketConn) sendEmit(out *sockOutgoing) {
 		return
 	}
 	if !out.wantAck && !out.answered {
-		s.reply(out.sender, &messages.EmitResult{})
+		s.reply(out.sender, emitDone)
 	} else if !s.codec.ExpectsReply(out.op) {
 		s.resolve(out.op.ID)
-		s.reply(out.sender, &messages.EmitResult{})
+		s.reply(out.sender, emitDone)
 	}
 }
 

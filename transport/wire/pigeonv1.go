@@ -129,6 +129,9 @@ func (c pigeonV1) Encode(op Op) ([]Frame, error) {
 		if op.Data != nil && !json.Valid(op.Data) {
 			return nil, errors.New("pigeon/wire: pigeon.v1: emit data is not valid JSON")
 		}
+		if b, ok := appendV1Emit(nil, op); ok {
+			return []Frame{{Type: TextMessage, Data: b}}, nil
+		}
 		env = v1Envelope{Type: "emit", ID: op.ID}
 		payload = v1Emit{Event: op.Event, Channel: op.Channel, Data: op.Data, EmitID: op.Key}
 	case Ping:
@@ -231,13 +234,17 @@ func (pigeonV1) Decode(f Frame) ([]Msg, error) {
 	case "ack":
 		// An ack without id answers nothing: the client ignores it (a
 		// server that acks id-less emits is sloppy, not hostile).
+		// The plain ack of an emit ({} or no payload) has nothing to
+		// decode: skip the second pass.
 		var p v1Ack
-		if err := decodeObject(env.Payload, &p); err != nil {
-			return nil, v1Err("ack payload", err)
+		if !emptyObject(env.Payload) {
+			if err := decodeObject(env.Payload, &p); err != nil {
+				return nil, v1Err("ack payload", err)
+			}
 		}
 		var data json.RawMessage
 		if len(env.Payload) > 0 {
-			data = append(json.RawMessage(nil), env.Payload...)
+			data = env.Payload // json.RawMessage's UnmarshalJSON copied it: ours
 		}
 		return []Msg{Ack{ID: env.ID, Channel: p.Channel, Position: Position{Epoch: p.Epoch, Seq: p.Seq}, Recovered: p.Recovered, Data: data}}, nil
 	case "event":
@@ -277,4 +284,71 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// emptyObject reports whether p is absent or exactly {} (no whitespace):
+// the payload of a plain ack.
+func emptyObject(p json.RawMessage) bool {
+	return len(p) == 0 || len(p) == 2 && p[0] == '{' && p[1] == '}'
+}
+
+// appendV1Emit appends the emit envelope to b in one pass, byte for byte
+// what the two json.Marshal calls of Encode produce, when that is plain
+// copying: every string is printable ASCII needing no escape, and Data has
+// no byte json.Marshal would rewrite (whitespace, which it compacts; <, >,
+// &, which it escapes; non-ASCII). Otherwise it reports false and Encode
+// marshals. Data must already be valid JSON.
+func appendV1Emit(b []byte, op Emit) ([]byte, bool) {
+	if !plainJSONString(op.ID) || !plainJSONString(op.Event) || !plainJSONString(op.Channel) || !plainJSONString(op.Key) || !plainJSONData(op.Data) {
+		return nil, false
+	}
+	n := 64 + len(op.ID) + len(op.Event) + len(op.Channel) + len(op.Key) + len(op.Data)
+	if b == nil {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, `{"type":"emit"`...)
+	if op.ID != "" {
+		b = append(b, `,"id":"`...)
+		b = append(b, op.ID...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"payload":{"event":"`...)
+	b = append(b, op.Event...)
+	b = append(b, '"')
+	if op.Channel != "" {
+		b = append(b, `,"channel":"`...)
+		b = append(b, op.Channel...)
+		b = append(b, '"')
+	}
+	if len(op.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, op.Data...)
+	}
+	if op.Key != "" {
+		b = append(b, `,"emitId":"`...)
+		b = append(b, op.Key...)
+		b = append(b, '"')
+	}
+	return append(b, "}}"...), true
+}
+
+// plainJSONString reports whether json.Marshal writes s as "s".
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainJSONData reports whether json.Marshal copies the valid JSON d as it
+// is (nothing to compact or escape).
+func plainJSONData(d []byte) bool {
+	for _, c := range d {
+		if c <= ' ' || c > 0x7e || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
