@@ -535,6 +535,16 @@ func (a *authStore) write(c actor.Context, sender *actor.PID, ch persistence.Cha
 	self, root := c.Self(), c.ActorSystem().Root
 	store := a.cfg.store
 	a.wg.Add(1)
+	if bs, ok := store.(*persistence.BadgerStore); ok {
+		// No goroutine per write: the store calls back once it is synced.
+		// Only the BadgerStore itself: a wrapper that embeds one and
+		// overrides Apply must see every write.
+		bs.ApplyAsync(context.Background(), ch, func(err error) {
+			defer a.wg.Done()
+			root.Send(self, &storeWritten{by: a, id: id, err: err})
+		})
+		return
+	}
 	go func() {
 		defer a.wg.Done()
 		err := store.Apply(context.Background(), ch)

@@ -319,6 +319,40 @@ func (s *BadgerStore) Apply(ctx context.Context, ch Change) error {
 	return nil
 }
 
+// ApplyAsync is Apply without waiting: it queues ch and calls done once,
+// with what Apply would return, when ch's transaction is durable (or
+// failed). done runs in a goroutine of the store and must not block or
+// call the store's methods; it may run before ApplyAsync returns (a
+// change invalid on its own, a closed store, a done ctx). Close waits
+// until every done has returned. A caller with many changes in flight
+// (the AuthStore actor) spends no goroutine per change.
+func (s *BadgerStore) ApplyAsync(ctx context.Context, ch Change, done func(error)) {
+	if err := ctx.Err(); err != nil {
+		done(err)
+		return
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		done(messages.ErrClosed)
+		return
+	}
+	r, err := newApplyReq(ctx, ch)
+	if err != nil {
+		s.mu.RUnlock()
+		done(wrapDBError("apply", err))
+		return
+	}
+	r.notify = func(err error) {
+		if err != nil {
+			err = wrapDBError("apply", err)
+		}
+		done(err)
+		s.mu.RUnlock() // taken above: Close waits for this answer
+	}
+	s.commit.enqueue(r)
+}
+
 // Close stops the store's committer, closes the database and stops
 // badger's goroutines, waiting for in-flight Load, LoadPages and Apply
 // calls. Later calls return messages.ErrClosed. Close is idempotent:

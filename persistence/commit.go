@@ -16,7 +16,19 @@ type applyReq struct {
 	change prepared
 	values [][]byte   // change.put encoded, in order
 	err    error      // the answer, set by the committer
-	done   chan error // capacity 1: the committer sends the answer once
+	done   chan error // capacity 1: the committer sends the answer once (Apply)
+	// notify, when set (ApplyAsync), receives the answer instead of done,
+	// in the committer's or its syncer's goroutine.
+	notify func(error)
+}
+
+// answer hands r its answer err, once.
+func (r *applyReq) answer(err error) {
+	if r.notify != nil {
+		r.notify(err)
+		return
+	}
+	r.done <- err
 }
 
 // newApplyReq prepares ch and encodes its records. An error means ch is
@@ -123,6 +135,13 @@ func newCommitter(db *badger.DB, valueThreshold int64, guard *spaceGuard, mk *ma
 // apply queues r and waits for the committer's answer. The caller holds
 // the store's read lock, so stop cannot run until this returns.
 func (c *committer) apply(r *applyReq) error {
+	c.enqueue(r)
+	return <-r.done
+}
+
+// enqueue queues r for the committer, which answers it once. The caller
+// holds the store's read lock until the answer.
+func (c *committer) enqueue(r *applyReq) {
 	c.mu.Lock()
 	c.queue = append(c.queue, r)
 	queued := len(c.queue)
@@ -136,7 +155,6 @@ func (c *committer) apply(r *applyReq) error {
 		default: // a token is already there
 		}
 	}
-	return <-r.done
 }
 
 // start runs the committer goroutine; stop ends it.
@@ -247,7 +265,7 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 	if count == 0 {
 		// Nothing to write: every request failed alone.
 		for _, r := range reqs[:n] {
-			r.done <- r.err
+			r.answer(r.err)
 		}
 		return n, true
 	}
@@ -256,7 +274,7 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 	if err != nil {
 		for _, r := range reqs[:n] {
 			r.err = err
-			r.done <- err
+			r.answer(err)
 		}
 		c.free <- struct{}{}
 		return n, true
@@ -283,7 +301,7 @@ func (c *committer) syncer(synced chan<- struct{}) {
 		}
 		c.free <- struct{}{}
 		for _, r := range j.reqs {
-			r.done <- r.err
+			r.answer(r.err)
 		}
 	}
 }

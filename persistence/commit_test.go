@@ -344,3 +344,55 @@ func TestGroupCommit_PipelinedSync(t *testing.T) {
 		t.Errorf("after reopen:\n%s", d)
 	}
 }
+
+// TestApplyAsync: ApplyAsync answers once, with what Apply would return,
+// only after the change's transaction is durable (its sync is held until
+// the test releases it); an invalid change and a closed store answer at
+// once; Close waits for a change in flight.
+func TestApplyAsync(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s := openBadger(t, dir, WithEncryptionKey(testKey))
+	syncing, release := make(chan struct{}), make(chan struct{})
+	after := s.commit.sync
+	var syncs atomic.Int64
+	s.commit.sync = func(wal int64, vlog bool) error {
+		if syncs.Add(1) == 1 {
+			close(syncing)
+			<-release
+		}
+		return after(wal, vlog)
+	}
+	answers := make(chan error, 2)
+	s.ApplyAsync(context.Background(), Change{Put: []messages.AuthRecord{rec("alice", 1)}}, func(err error) { answers <- err })
+	<-syncing
+	select {
+	case err := <-answers:
+		t.Fatalf("answered (%v) before the sync", err)
+	default:
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	close(release)
+	if err := <-answers; err != nil {
+		t.Fatalf("ApplyAsync: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	s.ApplyAsync(context.Background(), Change{Put: []messages.AuthRecord{rec("bob", 1)}}, func(err error) { answers <- err })
+	if err := <-answers; !errors.Is(err, messages.ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+	s = openBadger(t, dir, WithEncryptionKey(testKey))
+	s.ApplyAsync(context.Background(), Change{Put: []messages.AuthRecord{{}}}, func(err error) { answers <- err })
+	if err := <-answers; !errors.Is(err, ErrInvalidChange) {
+		t.Errorf("empty UID: %v, want ErrInvalidChange", err)
+	}
+	s.ApplyAsync(context.Background(), Change{SetCurrent: strp("nobody")}, func(err error) { answers <- err })
+	if err := <-answers; !errors.Is(err, ErrUnknownAccount) {
+		t.Errorf("unknown current: %v, want ErrUnknownAccount", err)
+	}
+	if d := diffState(mustLoad(t, s), State{Records: []messages.AuthRecord{rec("alice", 1)}}); d != "" {
+		t.Errorf("after reopen:\n%s", d)
+	}
+}
