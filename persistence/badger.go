@@ -24,8 +24,9 @@ import (
 //
 // Concurrent Apply calls share transactions: one goroutine owned by the
 // store (stopped by Close) takes every Apply queued while the previous
-// transaction was syncing and commits them together, in the order they
-// were queued, with one fsync. Each call returns only after the
+// transaction was committing and commits them together, in the order
+// they were queued, with one fsync, made by a second goroutine of the
+// store while the next batch is staged. Each call returns only after the
 // transaction holding its change is durable; a failed commit fails every
 // call of that transaction, and nothing of it is written. The outcome is
 // that of the Applies run one after another in queue order: each is
