@@ -79,7 +79,9 @@ func WithAuthStoreClock(now func() time.Time) AuthStoreOption {
 // the auth-status subscribers; it speaks the AuthStore protocol of package
 // messages (SaveAuth, GetCurrentAuth, ListAuths, SwitchAccount, LogOut,
 // UpdateTokens, EndSession, SessionEndReason, SubscribeAuth,
-// UnsubscribeAuth). Disk I/O runs in goroutines the actor owns. Many
+// UnsubscribeAuth). Disk I/O runs in goroutines the actor owns (a write
+// to a BadgerStore in the store's own committer, through ApplyAsync,
+// which the actor waits for as for its goroutines). Many
 // writes are in flight at once, so that the store can commit them
 // together: a write waits, in the order it arrived, only for the writes
 // before it that touch the same UID or the current-account pointer
@@ -520,8 +522,8 @@ func isAuthRequest(msg any) bool {
 	return isAuthWrite(msg)
 }
 
-// write applies ch in the actor's I/O goroutine; commit runs when it is
-// synced and returns the reply.
+// write applies ch in the actor's I/O goroutine (BadgerStore.ApplyAsync
+// on a BadgerStore); commit runs when it is synced and returns the reply.
 // It holds the keys hold recorded until then.
 func (a *authStore) write(c actor.Context, sender *actor.PID, ch persistence.Change, commit func() any) {
 	a.nextOp++
@@ -535,6 +537,16 @@ func (a *authStore) write(c actor.Context, sender *actor.PID, ch persistence.Cha
 	self, root := c.Self(), c.ActorSystem().Root
 	store := a.cfg.store
 	a.wg.Add(1)
+	if bs, ok := store.(*persistence.BadgerStore); ok {
+		// No goroutine per write: the store calls back once it is synced.
+		// Only the BadgerStore itself: a wrapper that embeds one and
+		// overrides Apply must see every write.
+		bs.ApplyAsync(context.Background(), ch, func(err error) {
+			defer a.wg.Done()
+			root.Send(self, &storeWritten{by: a, id: id, err: err})
+		})
+		return
+	}
 	go func() {
 		defer a.wg.Done()
 		err := store.Apply(context.Background(), ch)

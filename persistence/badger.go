@@ -24,8 +24,9 @@ import (
 //
 // Concurrent Apply calls share transactions: one goroutine owned by the
 // store (stopped by Close) takes every Apply queued while the previous
-// transaction was syncing and commits them together, in the order they
-// were queued, with one fsync. Each call returns only after the
+// transaction was committing and commits them together, in the order
+// they were queued, with one fsync, made by a second goroutine of the
+// store while the next batch is staged. Each call returns only after the
 // transaction holding its change is durable; a failed commit fails every
 // call of that transaction, and nothing of it is written. The outcome is
 // that of the Applies run one after another in queue order: each is
@@ -317,6 +318,40 @@ func (s *BadgerStore) Apply(ctx context.Context, ch Change) error {
 		return wrapDBError("apply", err)
 	}
 	return nil
+}
+
+// ApplyAsync is Apply without waiting: it queues ch and calls done once,
+// with what Apply would return, when ch's transaction is durable (or
+// failed). done runs in a goroutine of the store and must not block or
+// call the store's methods; it may run before ApplyAsync returns (a
+// change invalid on its own, a closed store, a done ctx). Close waits
+// until every done has returned. A caller with many changes in flight
+// (the AuthStore actor) spends no goroutine per change.
+func (s *BadgerStore) ApplyAsync(ctx context.Context, ch Change, done func(error)) {
+	if err := ctx.Err(); err != nil {
+		done(err)
+		return
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		done(messages.ErrClosed)
+		return
+	}
+	r, err := newApplyReq(ctx, ch)
+	if err != nil {
+		s.mu.RUnlock()
+		done(wrapDBError("apply", err))
+		return
+	}
+	r.notify = func(err error) {
+		if err != nil {
+			err = wrapDBError("apply", err)
+		}
+		done(err)
+		s.mu.RUnlock() // taken above: Close waits for this answer
+	}
+	s.commit.enqueue(r)
 }
 
 // Close stops the store's committer, closes the database and stops

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -15,7 +16,19 @@ type applyReq struct {
 	change prepared
 	values [][]byte   // change.put encoded, in order
 	err    error      // the answer, set by the committer
-	done   chan error // capacity 1: the committer sends the answer once
+	done   chan error // capacity 1: the committer sends the answer once (Apply)
+	// notify, when set (ApplyAsync), receives the answer instead of done,
+	// in the committer's or its syncer's goroutine.
+	notify func(error)
+}
+
+// answer hands r its answer err, once.
+func (r *applyReq) answer(err error) {
+	if r.notify != nil {
+		r.notify(err)
+		return
+	}
+	r.done <- err
 }
 
 // newApplyReq prepares ch and encodes its records. An error means ch is
@@ -35,10 +48,11 @@ func newApplyReq(ctx context.Context, ch Change) (*applyReq, error) {
 }
 
 // committer is a BadgerStore's group commit: a single goroutine that takes
-// every Apply queued while the previous transaction was syncing and
+// every Apply queued while the previous transaction was committing and
 // applies them, in the order they were queued, in one badger transaction
-// (one fsync of its log, spaceGuard.after). Each caller is answered only
-// after that transaction is durable; when the commit fails, every caller
+// (one fsync of its log, spaceGuard.after, made by its syncer goroutine
+// while the committer plans and stages the next batch). Each caller is
+// answered only after that transaction is durable; when the commit fails, every caller
 // in the batch gets the error and nothing of the batch is written (when
 // only the sync after it fails, the callers get that error too, and the
 // changes, which the disk did not confirm, may be read back until the
@@ -55,6 +69,9 @@ type committer struct {
 	// commit commits the batch's transaction (txn.Commit); a field so
 	// tests can make a commit fail.
 	commit func(*badger.Txn) error
+	// sync makes a committed transaction durable (spaceGuard.after); a
+	// field so tests can hold a sync.
+	sync func(wal int64, vlog bool) error
 	// maxSize and maxCount bound a batch below badger's transaction limits
 	// (ErrTxnTooBig), estimated as badger does.
 	maxSize, maxCount int64
@@ -72,26 +89,59 @@ type committer struct {
 	wake  chan struct{} // capacity 1: the queue became non-empty (a stale token is harmless)
 	quit  chan struct{} // closed by stop
 	done  chan struct{} // closed when run returns
+
+	// The sync of a committed transaction and the answers to its callers
+	// run in the syncer goroutine (owned by run), so that the next batch
+	// is planned and staged meanwhile. syncs hands it one committed
+	// transaction at a time; free holds a token while no transaction is
+	// committed but not yet synced: a commit takes it before the guard
+	// readies the disk and the syncer puts it back after the sync, so the
+	// guard is used by one goroutine at a time and the transactions are
+	// committed and synced in order.
+	syncs chan syncJob
+	free  chan struct{} // capacity 1
+}
+
+// syncJob is a committed transaction for the syncer: its requests, to be
+// answered once it is durable (their err set beforehand, for those that
+// failed alone), and what spaceGuard.after and the marker need.
+type syncJob struct {
+	reqs     []*applyReq
+	wal      int64
+	vlog     bool
+	nonEmpty bool
 }
 
 func newCommitter(db *badger.DB, valueThreshold int64, guard *spaceGuard, mk *marker) *committer {
-	return &committer{
+	c := &committer{
 		db:        db,
 		guard:     guard,
 		marker:    mk,
 		commit:    (*badger.Txn).Commit,
+		sync:      guard.after,
 		maxSize:   db.MaxBatchSize(),
 		maxCount:  db.MaxBatchCount(),
 		threshold: valueThreshold,
 		wake:      make(chan struct{}, 1),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
+		syncs:     make(chan syncJob),
+		free:      make(chan struct{}, 1),
 	}
+	c.free <- struct{}{}
+	return c
 }
 
 // apply queues r and waits for the committer's answer. The caller holds
 // the store's read lock, so stop cannot run until this returns.
 func (c *committer) apply(r *applyReq) error {
+	c.enqueue(r)
+	return <-r.done
+}
+
+// enqueue queues r for the committer, which answers it once. The caller
+// holds the store's read lock until the answer.
+func (c *committer) enqueue(r *applyReq) {
 	c.mu.Lock()
 	c.queue = append(c.queue, r)
 	queued := len(c.queue)
@@ -105,7 +155,6 @@ func (c *committer) apply(r *applyReq) error {
 		default: // a token is already there
 		}
 	}
-	return <-r.done
 }
 
 // start runs the committer goroutine; stop ends it.
@@ -121,6 +170,12 @@ func (c *committer) stop() {
 func (c *committer) run() {
 	defer close(c.done)
 	defer c.guard.close()
+	synced := make(chan struct{})
+	go c.syncer(synced)
+	defer func() {
+		close(c.syncs)
+		<-synced
+	}()
 	var batch []*applyReq // taken from the queue, not yet answered
 	for {
 		if len(batch) == 0 {
@@ -207,17 +262,48 @@ func (c *committer) tryBatch(reqs []*applyReq) (n int, ok bool) {
 			deletes = deletes || e.del
 		}
 	}
-	if count > 0 {
-		if err := c.commitGuarded(txn, wal, vlog, deletes); err != nil {
-			for _, r := range reqs[:n] {
+	if count == 0 {
+		// Nothing to write: every request failed alone.
+		for _, r := range reqs[:n] {
+			r.answer(r.err)
+		}
+		return n, true
+	}
+	<-c.free // the transaction before is synced
+	nonEmpty, err := c.commitGuarded(txn, wal, vlog, deletes)
+	if err != nil {
+		for _, r := range reqs[:n] {
+			r.err = err
+			r.answer(err)
+		}
+		c.free <- struct{}{}
+		return n, true
+	}
+	c.syncs <- syncJob{reqs: slices.Clone(reqs[:n]), wal: wal, vlog: vlog > 0, nonEmpty: nonEmpty}
+	return n, true
+}
+
+// syncer makes each committed transaction durable (spaceGuard.after),
+// keeps the marker, answers the transaction's requests and frees the
+// guard for the next commit, until syncs is closed; then it closes
+// synced.
+func (c *committer) syncer(synced chan<- struct{}) {
+	defer close(synced)
+	for j := range c.syncs {
+		if err := c.sync(j.wal, j.vlog); err != nil {
+			for _, r := range j.reqs {
 				r.err = err
 			}
+		} else if j.nonEmpty {
+			// The change is durable whatever happens to the marker: a
+			// failure here is logged by nobody and retried on the next commit.
+			_ = c.marker.set()
+		}
+		c.free <- struct{}{}
+		for _, r := range j.reqs {
+			r.answer(r.err)
 		}
 	}
-	for _, r := range reqs[:n] {
-		r.done <- r.err
-	}
-	return n, true
 }
 
 // txnMarkerBytes is badger's log entry that ends a transaction.
@@ -227,33 +313,27 @@ const txnMarkerBytes = 128
 // bytes and vlog value log bytes, keeping the marker right: a
 // transaction that may empty the store (deletes) removes the marker
 // before it commits, when txn holds no record any more; a commit that
-// leaves records writes it after. So a crash never leaves a marker on a
-// store that holds nothing.
-func (c *committer) commitGuarded(txn *badger.Txn, wal, vlog int64, deletes bool) error {
+// leaves records (nonEmpty) has the syncer write it after the sync. So a
+// crash never leaves a marker on a store that holds nothing. The caller
+// holds the free token; on success the syncer makes txn durable
+// (spaceGuard.after).
+func (c *committer) commitGuarded(txn *badger.Txn, wal, vlog int64, deletes bool) (nonEmpty bool, err error) {
 	if err := c.guard.before(wal, vlog); err != nil {
-		return err
+		return false, err
 	}
-	nonEmpty := true
+	nonEmpty = true
 	if deletes {
 		nonEmpty = holdsRecords(txn)
 		if !nonEmpty {
 			if err := c.marker.clear(); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	if err := c.commit(txn); err != nil {
-		return commitError(c.guard.dir, err)
+		return false, commitError(c.guard.dir, err)
 	}
-	if err := c.guard.after(wal, vlog > 0); err != nil {
-		return err
-	}
-	if nonEmpty {
-		// The change is durable whatever happens to the marker: a
-		// failure here is logged by nobody and retried on the next commit.
-		_ = c.marker.set()
-	}
-	return nil
+	return nonEmpty, nil
 }
 
 // entry is one badger write: a Set, or a Delete when del.

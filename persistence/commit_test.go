@@ -276,3 +276,123 @@ func TestStress_ConcurrentApplyShareCommit(t *testing.T) {
 		t.Errorf("after reopen:\n%s", d)
 	}
 }
+
+// TestGroupCommit_PipelinedSync: while a transaction syncs, its callers
+// wait, and the next batch is planned and staged but not committed (the
+// guard readies the disk for one transaction at a time); once the sync
+// returns, the first callers are answered and the next batch commits. A
+// failed sync fails exactly the callers of its transaction.
+func TestGroupCommit_PipelinedSync(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s := openBadger(t, dir, WithEncryptionKey(testKey))
+	commits := countCommits(s)
+	syncing := make(chan struct{})
+	release := make(chan error)
+	after := s.commit.sync
+	var syncs atomic.Int64
+	s.commit.sync = func(wal int64, vlog bool) error {
+		if syncs.Add(1) == 1 {
+			close(syncing)
+			if err := <-release; err != nil {
+				return err
+			}
+		}
+		return after(wal, vlog)
+	}
+	queued := make(chan int, 4)
+	s.commit.onQueue = func(n int) { queued <- n }
+	first := make(chan error, 1)
+	go func() { first <- s.Apply(context.Background(), Change{Put: []messages.AuthRecord{rec("alice", 1)}}) }()
+	<-queued
+	<-syncing // alice's transaction is committed, its sync held
+	second := make(chan error, 1)
+	go func() {
+		second <- s.Apply(context.Background(), Change{Put: []messages.AuthRecord{rec("bob", 1)}, SetCurrent: strp("alice")})
+	}()
+	<-queued
+	select {
+	case err := <-first:
+		t.Fatalf("alice's Apply returned (%v) before its transaction was synced", err)
+	case err := <-second:
+		t.Fatalf("bob's Apply returned (%v) before alice's transaction was synced", err)
+	default:
+	}
+	if n := commits.Load(); n != 1 {
+		t.Errorf("%d commits while the first transaction syncs, want 1", n)
+	}
+	boom := errors.New("boom: sync failed")
+	release <- boom
+	if err := <-first; !errors.Is(err, boom) {
+		t.Errorf("alice's Apply after a failed sync: %v, want %v", err, boom)
+	}
+	// bob's change was planned against alice's committed record (SetCurrent
+	// finds it) and goes into the next transaction, synced on its own.
+	if err := <-second; err != nil {
+		t.Errorf("bob's Apply: %v", err)
+	}
+	if n := commits.Load(); n != 2 {
+		t.Errorf("%d commits, want 2", n)
+	}
+	if n := syncs.Load(); n != 2 {
+		t.Errorf("%d syncs, want 2", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := State{Records: []messages.AuthRecord{rec("alice", 1), rec("bob", 1)}, Current: "alice"}
+	if d := diffState(mustLoad(t, openBadger(t, dir, WithEncryptionKey(testKey))), want); d != "" {
+		t.Errorf("after reopen:\n%s", d)
+	}
+}
+
+// TestApplyAsync: ApplyAsync answers once, with what Apply would return,
+// only after the change's transaction is durable (its sync is held until
+// the test releases it); an invalid change and a closed store answer at
+// once; Close waits for a change in flight.
+func TestApplyAsync(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s := openBadger(t, dir, WithEncryptionKey(testKey))
+	syncing, release := make(chan struct{}), make(chan struct{})
+	after := s.commit.sync
+	var syncs atomic.Int64
+	s.commit.sync = func(wal int64, vlog bool) error {
+		if syncs.Add(1) == 1 {
+			close(syncing)
+			<-release
+		}
+		return after(wal, vlog)
+	}
+	answers := make(chan error, 2)
+	s.ApplyAsync(context.Background(), Change{Put: []messages.AuthRecord{rec("alice", 1)}}, func(err error) { answers <- err })
+	<-syncing
+	select {
+	case err := <-answers:
+		t.Fatalf("answered (%v) before the sync", err)
+	default:
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	close(release)
+	if err := <-answers; err != nil {
+		t.Fatalf("ApplyAsync: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	s.ApplyAsync(context.Background(), Change{Put: []messages.AuthRecord{rec("bob", 1)}}, func(err error) { answers <- err })
+	if err := <-answers; !errors.Is(err, messages.ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+	s = openBadger(t, dir, WithEncryptionKey(testKey))
+	s.ApplyAsync(context.Background(), Change{Put: []messages.AuthRecord{{}}}, func(err error) { answers <- err })
+	if err := <-answers; !errors.Is(err, ErrInvalidChange) {
+		t.Errorf("empty UID: %v, want ErrInvalidChange", err)
+	}
+	s.ApplyAsync(context.Background(), Change{SetCurrent: strp("nobody")}, func(err error) { answers <- err })
+	if err := <-answers; !errors.Is(err, ErrUnknownAccount) {
+		t.Errorf("unknown current: %v, want ErrUnknownAccount", err)
+	}
+	if d := diffState(mustLoad(t, s), State{Records: []messages.AuthRecord{rec("alice", 1)}}); d != "" {
+		t.Errorf("after reopen:\n%s", d)
+	}
+}

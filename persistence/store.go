@@ -199,7 +199,9 @@ func prepare(ch Change) (prepared, error) {
 	}
 	// Stable: of the records of one UID, the last in ch.Put comes last
 	// and wins.
-	sort.SliceStable(p.put, func(i, j int) bool { return p.put[i].UID < p.put[j].UID })
+	if len(p.put) > 1 {
+		sort.SliceStable(p.put, func(i, j int) bool { return p.put[i].UID < p.put[j].UID })
+	}
 	w := 0
 	for i, r := range p.put {
 		if i+1 < len(p.put) && p.put[i+1].UID == r.UID {
@@ -215,7 +217,9 @@ func prepare(ch Change) (prepared, error) {
 			return prepared{}, fmt.Errorf("%w: Delete holds an empty UID", ErrInvalidChange)
 		}
 	}
-	p.del = slices.Compact(slices.Sorted(slices.Values(ch.Delete)))
+	if len(ch.Delete) > 0 {
+		p.del = slices.Compact(slices.Sorted(slices.Values(ch.Delete)))
+	}
 	for _, uid := range p.del {
 		if p.puts(uid) {
 			return prepared{}, fmt.Errorf("%w: UID %q is both put and deleted", ErrInvalidChange, uid)
