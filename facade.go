@@ -19,6 +19,12 @@ import (
 	"github.com/apppigeon/pigeon/transport"
 )
 
+// systemOptions are added to the actor system a client makes for itself
+// (no WithActorSystem). Empty in a build; the package's tests shorten
+// protoactor's dead-letter throttle with it, so the goroutine a dead
+// letter starts ends before goleak looks (systemoptions_test.go).
+var systemOptions []actors.SystemOption
+
 // AppPigeon is the API both clients share: HTTP verbs and one socket.
 // Code that holds an AppPigeon keeps working when a Switch changes mode.
 type AppPigeon interface {
@@ -139,7 +145,7 @@ func NewAuthorized(refresher RefreshTokenManager, opts ...Option) (*AuthorizedPi
 	p.headers.Store(&cfg.headers)
 	p.system = cfg.system
 	if p.system == nil {
-		p.system = actors.NewSystem(cfg.logger)
+		p.system = actors.NewSystem(cfg.logger, systemOptions...)
 		p.ownSystem = true
 	}
 	p.base, p.ownBase = baseTransport(cfg)

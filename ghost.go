@@ -44,7 +44,7 @@ func (g *GhostPigeon) actorSystem() *actor.ActorSystem {
 		if g.cfg.system != nil {
 			g.system = g.cfg.system
 		} else {
-			g.system = actors.NewSystem(g.cfg.logger)
+			g.system = actors.NewSystem(g.cfg.logger, systemOptions...)
 			g.ownSystem = true
 		}
 	}
