@@ -140,7 +140,7 @@ func (s *socketConn) onEmit(ctx actor.Context, m *messages.Emit) {
 	if m.WantAck || kept {
 		op.ID = s.newID()
 	}
-	if kept && s.codec.Name() == wire.PigeonV1Name {
+	if kept && s.codec.DedupesEmits() {
 		s.emitSeq++
 		op.Key = s.emitStream + "-" + strconv.FormatUint(s.emitSeq, 10)
 	}
@@ -203,13 +203,13 @@ var emitDone = &messages.EmitResult{}
 // server dedupes: exactly once), and on socket.io with EmitRetries (at
 // least once, like socket.io-client's retries).
 func (s *socketConn) keepsEmits() bool {
-	return s.codec.Name() == wire.PigeonV1Name || s.cfg.EmitRetries > 0
+	return s.codec.DedupesEmits() || s.cfg.EmitRetries > 0
 }
 
 // emitDeadline bounds an EmitWithAck from its arrival: the ack timeout,
 // once per try when socket.io retries.
 func (s *socketConn) emitDeadline() time.Duration {
-	if s.codec.Name() == wire.PigeonV1Name {
+	if s.codec.DedupesEmits() {
 		return s.cfg.AckTimeout
 	}
 	return s.cfg.AckTimeout * time.Duration(s.cfg.EmitRetries+1)
@@ -310,7 +310,7 @@ func (s *socketConn) onEmitWatch(m *sockEmitWatch) {
 		}
 		expired = append(expired, o)
 	}
-	if len(expired) > 0 && s.codec.Name() == wire.PigeonV1Name {
+	if len(expired) > 0 && s.codec.DedupesEmits() {
 		s.log.Info("socket: emits not acknowledged; reconnecting to resend", zap.Int("emits", len(expired)))
 		s.connLost(fmt.Errorf("pigeon/actors: socket: %d emits: %w", len(expired), messages.ErrAckTimeout))
 		return

@@ -28,6 +28,8 @@ func (pigeonV1) Subprotocols() []string { return []string{PigeonV1Name} }
 // ServerSpeaksFirst is false: the client sends init at once.
 func (pigeonV1) ServerSpeaksFirst() bool { return false }
 
+func (pigeonV1) DedupesEmits() bool { return true }
+
 // CloseClass: 4003 refresh, 4500–4999 terminal, any other code retry.
 func (pigeonV1) CloseClass(code int) CloseClass { return closeClassV1(code) }
 

@@ -211,6 +211,8 @@ func (*socketIO) Subprotocols() []string { return nil }
 // ServerSpeaksFirst is true: Engine.IO's open packet precedes CONNECT.
 func (*socketIO) ServerSpeaksFirst() bool { return true }
 
+func (*socketIO) DedupesEmits() bool { return false }
+
 // CloseClass: socket.io servers end with 1000/1001/1006 (retry); a
 // gateway in front of one may use pigeon.v1's 4xxx classes, which are
 // honoured the same way.

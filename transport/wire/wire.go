@@ -219,6 +219,12 @@ type Codec interface {
 	// with means for the client: reconnect, fetch fresh credentials first,
 	// or stop.
 	CloseClass(code int) CloseClass
+	// DedupesEmits reports whether an Emit's Key is an id the server
+	// dedupes and every emit is acked, so a client keeps each emit until
+	// its ack and writes it again after a reconnect with the same Key:
+	// exactly once (pigeon.v1's emitId). false: a resent emit may arrive
+	// twice (socket.io, at least once with retries).
+	DedupesEmits() bool
 }
 
 // CloseClass is what a close code means for the client.

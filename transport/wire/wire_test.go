@@ -223,9 +223,13 @@ func TestCodec_CloseClassAndWhoSpeaksFirst(t *testing.T) {
 	for _, c := range []struct {
 		codec Codec
 		first bool
-	}{{PigeonV1(), false}, {SocketIO(), true}} {
+		dedup bool
+	}{{PigeonV1(), false, true}, {SocketIO(), true, false}} {
 		if got := c.codec.ServerSpeaksFirst(); got != c.first {
 			t.Errorf("%s: ServerSpeaksFirst = %v, want %v", c.codec.Name(), got, c.first)
+		}
+		if got := c.codec.DedupesEmits(); got != c.dedup {
+			t.Errorf("%s: DedupesEmits = %v, want %v", c.codec.Name(), got, c.dedup)
 		}
 		for _, tc := range []struct {
 			code int
