@@ -76,7 +76,9 @@ func (p *AuthorizedPigeon) As(uid string) (*Account, error) {
 		return nil, unknownAccount(uid)
 	}
 	a := &Account{p: p, uid: uid}
-	a.life, a.cancel = context.WithCancelCause(context.Background())
+	// Inside the client's life: the client's Close ends the account's
+	// requests too, so the account's transport has one lifetime to watch.
+	a.life, a.cancel = context.WithCancelCause(p.life)
 	empty := http.Header{}
 	a.headers.Store(&empty)
 	a.tokens = *p.tokens
@@ -84,9 +86,9 @@ func (p *AuthorizedPigeon) As(uid string) (*Account, error) {
 	// The client's transport, bound to the account, its headers and its
 	// life (inside the client's).
 	rt := *p.rt
-	rt.Tokens, rt.Headers, rt.Scope = &a.tokens, a.defaultHeaders, a.life
+	rt.Tokens, rt.Headers, rt.Life, rt.Scope = &a.tokens, a.defaultHeaders, a.life, nil
 	a.client = newClient(p.cfg, withRetry(p.cfg, a.life, &rt))
-	a.verbs = verbs{&httpCore{client: a.client, baseURL: p.cfg.baseURL, maxBody: p.cfg.maxBody, life: a.life}}
+	a.verbs = verbs{&httpCore{client: a.client, baseURL: p.cfg.baseURL, maxBody: p.cfg.maxBody, life: a.life, bind: rt.Bind}}
 	return a, nil
 }
 

@@ -81,7 +81,8 @@ func (g *GhostPigeon) SetAuthToken(token string) {
 	if token == "" {
 		g.token.Store(nil)
 	} else {
-		g.token.Store(&messages.TokenSnapshot{AccessToken: Secret(token)})
+		s := messages.TokenSnapshot{AccessToken: Secret(token)}.WithAuthorization()
+		g.token.Store(&s)
 	}
 	g.sock.tokenChanged()
 }

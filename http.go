@@ -27,7 +27,15 @@ type httpCore struct {
 	// was beyond pigeon's control (ErrNoAuth: no account was signed in);
 	// nil otherwise.
 	refusedCause func(ctx context.Context) error
+	// bind is the auth Transport's Bind: the context to build a request
+	// with (nil: the caller's).
+	bind func(ctx context.Context) context.Context
 }
+
+// acceptJSON is the Accept header of every request the verbs build, one
+// slice shared by all (an http.Header's values are not modified in place;
+// Header.Add appends to a copy).
+var acceptJSON = []string{"application/json"}
 
 func (h *httpCore) resolve(path string) (*url.URL, error) {
 	u, err := url.Parse(path)
@@ -193,14 +201,21 @@ func (h *httpCore) send(ctx context.Context, method, path string, body any, opts
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	rctx := ctx
+	if h.bind != nil {
+		rctx = h.bind(ctx)
+	}
+	req, err := http.NewRequestWithContext(rctx, method, target, rd)
 	if err != nil {
 		return nil, fmt.Errorf("pigeon: building request: %w", err)
 	}
+	// The request is this call's alone: the auth Transport may set the
+	// bearer in its header map instead of copying the map.
+	transport.Owned(req)
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header["Accept"] = acceptJSON
 	for _, o := range opts {
 		if o != nil {
 			o.applyRequest(req)
@@ -290,7 +305,7 @@ func buildHTTP(c *config, life context.Context, plain http.RoundTripper, tokens 
 		AllowInsecure: c.allowInsecure,
 		Life:          life,
 	}
-	return rt, &httpCore{client: newClient(c, withRetry(c, life, rt)), baseURL: c.baseURL, maxBody: c.maxBody, life: life}
+	return rt, &httpCore{client: newClient(c, withRetry(c, life, rt)), baseURL: c.baseURL, maxBody: c.maxBody, life: life, bind: rt.Bind}
 }
 
 // withRetry puts WithRetry's layer around rt (the auth Transport), or

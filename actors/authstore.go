@@ -767,7 +767,7 @@ func (a *authStore) snap(acct *account) messages.TokenSnapshot {
 		IssuedAt:    acct.rec.IssuedAt,
 		Generation:  acct.gen,
 		Version:     acct.ver,
-	}
+	}.WithAuthorization()
 }
 
 func (a *authStore) publishSnapshot() {

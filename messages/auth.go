@@ -74,6 +74,35 @@ type TokenSnapshot struct {
 	Generation uint64
 	// Version increases with every save or successful refresh.
 	Version uint64
+	// header is the Authorization value made once for AccessToken by
+	// WithAuthorization (nil: made on each call).
+	header *authHeader
+}
+
+// authHeader is an Authorization value and the token it was made of.
+type authHeader struct {
+	of Secret
+	v  []string
+}
+
+// Authorization returns the value of the Authorization header that sends
+// AccessToken, "Bearer <token>", as the one-element slice an http.Header
+// holds. For a snapshot made by WithAuthorization (every snapshot pigeon
+// publishes) it is made once and shared by every request sent with the
+// snapshot: callers must not modify it.
+func (s *TokenSnapshot) Authorization() []string {
+	if h := s.header; h != nil && h.of == s.AccessToken {
+		return h.v
+	}
+	return []string{"Bearer " + string(s.AccessToken)}
+}
+
+// WithAuthorization returns s with its Authorization value made once, so
+// that requests sent with it share one header value instead of building
+// their own. A copy whose AccessToken is changed makes its own again.
+func (s TokenSnapshot) WithAuthorization() TokenSnapshot {
+	s.header = &authHeader{of: s.AccessToken, v: []string{"Bearer " + string(s.AccessToken)}}
+	return s
 }
 
 // EndReason says why a session generation ended.

@@ -33,8 +33,11 @@ func lifeShard(life context.Context) context.Context {
 	if !ok {
 		s := &lifeShards{}
 		var cancels [lifeShardCount]context.CancelFunc
+		// The shards carry their lifetime under shardKey, so a request
+		// context made from one (Transport.Bind) is known to end with it.
+		marked := context.WithValue(life, shardKey{}, life)
 		for i := range s.ctx {
-			s.ctx[i], cancels[i] = context.WithCancel(life)
+			s.ctx[i], cancels[i] = context.WithCancel(marked)
 		}
 		release := func() {
 			for _, c := range cancels {
@@ -53,4 +56,14 @@ func lifeShard(life context.Context) context.Context {
 	}
 	s := v.(*lifeShards)
 	return s.ctx[s.next.Add(1)%lifeShardCount]
+}
+
+// shardKey is the context key under which a lifetime's shards hold the
+// lifetime itself.
+type shardKey struct{}
+
+// boundTo reports whether ctx was made from one of life's shards, and so
+// ends when life does.
+func boundTo(ctx, life context.Context) bool {
+	return ctx.Value(shardKey{}) == life
 }

@@ -167,6 +167,7 @@ func (r *Retry) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	send := req
+	mark := owned(req.Header) // the auth Transport below sets the bearer in req itself
 	for attempt := 1; ; attempt++ {
 		resp, err := r.base().RoundTrip(send)
 		if !r.shouldRetry(ctx, resp, err) {
@@ -182,6 +183,11 @@ func (r *Retry) RoundTrip(req *http.Request) (*http.Response, error) {
 		next, ok := resend(req)
 		if !ok {
 			return resp, err
+		}
+		if mark {
+			// The copy holds the bearer of the attempt before: it gets the
+			// placeholder back, and with it the token current now.
+			next.Header["Authorization"] = ownedMark
 		}
 		d := r.delay(p, attempt-1, resp)
 		if resp != nil {
