@@ -88,9 +88,23 @@ func (p *AuthorizedPigeon) As(uid string) (*Account, error) {
 	rt := *p.rt
 	rt.Tokens, rt.Headers, rt.Life, rt.Scope = &a.tokens, a.defaultHeaders, a.life, nil
 	a.client = newClient(p.cfg, withRetry(p.cfg, a.life, &rt))
-	a.verbs = verbs{&httpCore{client: a.client, baseURL: p.cfg.baseURL, maxBody: p.cfg.maxBody, life: a.life, bind: rt.Bind}}
+	// An Account made for one request must stay cheap: its first
+	// requests end with its life directly; one that serves more gets
+	// the life's shards (Transport.Bind), made once.
+	var served atomic.Int32
+	bind := func(ctx context.Context) context.Context {
+		if ctx.Done() == nil && served.Add(1) <= accountShardAfter {
+			return rt.BindOnce(ctx)
+		}
+		return rt.Bind(ctx)
+	}
+	a.verbs = verbs{&httpCore{client: a.client, baseURL: p.cfg.baseURL, maxBody: p.cfg.maxBody, life: a.life, bind: bind}}
 	return a, nil
 }
+
+// accountShardAfter is how many requests of an Account are bound to its
+// life directly before it makes the life's shards.
+const accountShardAfter = 16
 
 func unknownAccount(uid string) error {
 	return &accountError{uid: uid}

@@ -243,6 +243,23 @@ func (t *Transport) Bind(ctx context.Context) context.Context {
 	return lifeContext{Context: ctx, life: shard}
 }
 
+// BindOnce is Bind for a lifetime that serves few requests (an account
+// view made for one request): the context it returns ends with the
+// lifetime itself, and no shards are made for the lifetime. Concurrent
+// requests bound this way share the lifetime's lock (net/http registers
+// each request's cancellation with it), so a lifetime that goes on to
+// serve many should move to Bind.
+func (t *Transport) BindOnce(ctx context.Context) context.Context {
+	life := t.onlyLife()
+	if life == nil || ctx.Done() != nil {
+		return ctx
+	}
+	if ctx == context.Background() {
+		return life
+	}
+	return lifeContext{Context: ctx, life: life}
+}
+
 // ownedMark is the placeholder Owned puts in a request's Authorization
 // header. Its bytes are not a valid header value, so a request that
 // reached the network with it unreplaced would fail rather than send it.

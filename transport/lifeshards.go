@@ -62,8 +62,11 @@ func lifeShard(life context.Context) context.Context {
 // lifetime itself.
 type shardKey struct{}
 
-// boundTo reports whether ctx was made from one of life's shards, and so
-// ends when life does.
+// boundTo reports whether ctx ends when life does: it was made from one
+// of life's shards (Bind) or has life's own Done channel (BindOnce).
 func boundTo(ctx, life context.Context) bool {
+	if d := ctx.Done(); d != nil && d == life.Done() {
+		return true
+	}
 	return ctx.Value(shardKey{}) == life
 }

@@ -270,3 +270,27 @@ func TestBind_EndsWithLifeKeepsValues(t *testing.T) {
 type RoundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f RoundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// BindOnce: the lifetime itself (or the caller's values over it), no
+// shards made; RoundTrip treats it as bound.
+func TestBindOnce_TheLifetimeItselfNoShards(t *testing.T) {
+	life, end := context.WithCancel(context.Background())
+	defer end()
+	tr := &Transport{Tokens: newTokens(), Life: life}
+	if got := tr.BindOnce(context.Background()); got != life {
+		t.Fatal("BindOnce(Background) is not the lifetime")
+	}
+	type key struct{}
+	b := tr.BindOnce(context.WithValue(context.Background(), key{}, "v"))
+	if b.Value(key{}) != "v" || !boundTo(b, life) {
+		t.Fatal("values lost or not bound")
+	}
+	if _, ok := shardsByLife.Load(life); ok {
+		t.Fatal("BindOnce made shards")
+	}
+	other, stop := context.WithCancel(context.Background())
+	defer stop()
+	if boundTo(other, life) {
+		t.Fatal("an unrelated context counts as bound")
+	}
+}
