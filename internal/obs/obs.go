@@ -83,6 +83,9 @@ const (
 // Obs is one client's tracer and instruments. Safe for concurrent use.
 type Obs struct {
 	tracer      trace.Tracer
+	// untraced: the tracer is OpenTelemetry's no-op one, so requests
+	// start no span (one would record nothing and cost a context).
+	untraced bool
 	requests    metric.Int64Counter
 	replays     metric.Int64Counter
 	retries     metric.Int64Counter
@@ -119,6 +122,7 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider) *Obs {
 	}
 	m := mp.Meter(ScopeName)
 	o := &Obs{tracer: tp.Tracer(ScopeName), epoch: time.Now()}
+	_, o.untraced = tp.(tracenoop.TracerProvider)
 	// The API returns a working no-op instrument beside any error (which
 	// only an invalid name causes, and these names are valid).
 	o.requests, _ = m.Int64Counter(MetricRequests, metric.WithDescription(requestsDesc), metric.WithUnit("{request}"))
@@ -180,7 +184,10 @@ var _ http.RoundTripper = (*Transport)(nil)
 // RoundTrip implements http.RoundTripper. It does not modify req.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	o := t.Obs
-	ctx, span := o.tracer.Start(req.Context(), req.Method, clientSpan...)
+	ctx, span := req.Context(), untracedSpan
+	if !o.untraced {
+		ctx, span = o.tracer.Start(ctx, req.Method, clientSpan...)
+	}
 	if span.IsRecording() {
 		span.SetAttributes(requestAttrs(req)...)
 	}
@@ -217,6 +224,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
+// untracedSpan is the span of a request when the tracer is the no-op one.
+// (boxed once: a tracenoop.Span converted per request would allocate).
+var untracedSpan trace.Span = tracenoop.Span{}
 
 // requestAttrs are the HTTP client attributes of req: method, server
 // address and port, and the URL without its query or user info.
