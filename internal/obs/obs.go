@@ -82,10 +82,10 @@ const (
 
 // Obs is one client's tracer and instruments. Safe for concurrent use.
 type Obs struct {
-	tracer      trace.Tracer
+	tracer trace.Tracer
 	// untraced: the tracer is OpenTelemetry's no-op one, so requests
 	// start no span (one would record nothing and cost a context).
-	untraced bool
+	untraced    bool
 	requests    metric.Int64Counter
 	replays     metric.Int64Counter
 	retries     metric.Int64Counter
