@@ -2,7 +2,14 @@ package obs
 
 import (
 	"context"
+	"net/http"
 	"testing"
+
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // TestNilIsNoOp: without providers there is no *Obs, and every hook the
@@ -35,3 +42,45 @@ func TestNilIsNoOp(t *testing.T) {
 		t.Fatal("a nil *Obs changed the context")
 	}
 }
+
+// TestNoopTracerStartsNoSpan: with OpenTelemetry's no-op TracerProvider
+// the request layer starts no span (the caller's span, from another
+// provider, is what the layers below see), and the request still carries
+// its telemetry for the meter's counters.
+func TestNoopTracerStartsNoSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = sdk.Shutdown(context.Background()) }()
+	ctx, caller := sdk.Tracer("caller").Start(context.Background(), "caller")
+	defer caller.End()
+	for _, tc := range []struct {
+		name     string
+		tp       trace.TracerProvider
+		wantSame bool
+	}{
+		{"no-op tracer", tracenoop.NewTracerProvider(), true},
+		{"recording tracer", sdk, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var same, carried bool
+			tr := &Transport{Obs: New(tc.tp, metricnoop.NewMeterProvider()), Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				same = trace.SpanFromContext(r.Context()) == caller
+				carried = FromContext(r.Context()) != nil
+				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+			})}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.test/x", nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if same != tc.wantSame || !carried {
+				t.Fatalf("below the layer: caller's span %v (want %v), request telemetry %v", same, tc.wantSame, carried)
+			}
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
