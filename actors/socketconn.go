@@ -46,24 +46,6 @@ type (
 		fetched bool        // headers came from the header source
 		ver     uint64      // headersVer when the dial started
 	}
-	sockFrame struct {
-		sockOwned
-		gen   uint64
-		frame wire.Frame
-	}
-	// sockDecoded is a frame the reader decoded already (the built-in
-	// pigeon.v1 codec, no interceptors): msgs, err are Decode's answer.
-	sockDecoded struct {
-		sockOwned
-		gen  uint64
-		msgs []wire.Msg
-		err  error
-	}
-	sockLost struct {
-		sockOwned
-		gen uint64
-		err error
-	}
 	sockReconnectTick struct {
 		sockOwned
 		gen uint64
@@ -100,9 +82,6 @@ type sockInternal interface{ ownedBy(*socketConn) bool }
 // Timers and goroutines may deliver these after the actor stopped: such a
 // dead letter is expected, not worth a log line.
 func (*sockDialResult) IgnoreDeadLetterLogging()    {}
-func (*sockFrame) IgnoreDeadLetterLogging()         {}
-func (*sockDecoded) IgnoreDeadLetterLogging()       {}
-func (*sockLost) IgnoreDeadLetterLogging()          {}
 func (*sockReconnectTick) IgnoreDeadLetterLogging() {}
 func (*sockPingTick) IgnoreDeadLetterLogging()      {}
 func (*sockLingerTick) IgnoreDeadLetterLogging()    {}
@@ -238,6 +217,7 @@ type socketConn struct {
 	sio         sioSession // socket.io connection state recovery
 	dialWG      sync.WaitGroup
 	closers     sync.WaitGroup // goroutines shutting old pumps down gracefully
+	drains      sync.WaitGroup // inbox drainers (sockInbox), started by pump readers
 	attempt     int
 	rejections  int
 	rejected    http.Header // non-nil: the next header fetch passes it
@@ -335,17 +315,9 @@ func (s *socketConn) receive(ctx actor.Context, msg any) {
 		// The tokens say all a socket needs (TokensChanged).
 	case *sockDialResult:
 		s.onDialResult(m)
-	case *sockFrame:
+	case *sockInbound:
 		if m.gen == s.gen && s.link.pump != nil {
-			s.onFrame(m.frame)
-		}
-	case *sockDecoded:
-		if m.gen == s.gen && s.link.pump != nil {
-			s.onDecoded(m.msgs, m.err)
-		}
-	case *sockLost:
-		if m.gen == s.gen && s.link.pump != nil {
-			s.onLost(m.err)
+			s.onInbound(m)
 		}
 	case *sockReconnectTick:
 		if m.gen == s.gen && s.state == messages.SocketReconnecting {
@@ -484,7 +456,8 @@ func (s *socketConn) sockStop(err error) {
 		s.authSub = 0
 	}
 	s.dialWG.Wait()
-	s.closers.Wait()
+	s.closers.Wait() // every pump's reader has ended: no drainer starts after this
+	s.drains.Wait()
 }
 
 // wanted reports whether a connection is wanted now: pinned, listened to,

@@ -129,22 +129,19 @@ func (s *socketConn) onDialResult(m *sockDialResult) {
 		return
 	}
 	gen := s.gen
-	sys, self := s.sys, s.self
-	onFrame := func(f wire.Frame) { sys.Root.Send(self, &sockFrame{sockOwned: sockOwned{s}, gen: gen, frame: f}) }
+	var decode wire.Codec
 	if codec := s.codec; len(s.cfg.Interceptors) == 0 && codec == wire.PigeonV1() {
 		// The built-in pigeon.v1 codec is stateless and never panics, and
-		// nothing rewrites frames first: the reader decodes, so the
-		// actor's mailbox is busy only with what the messages mean (an
+		// nothing rewrites frames first: the inbox's drainer decodes, so
+		// the actor's mailbox is busy only with what the messages mean (an
 		// Emit behind an ack waits less). Any other codec (a wrapper
 		// too) decodes in the actor, which recovers its panics.
-		onFrame = func(f wire.Frame) {
-			msgs, err := codec.Decode(f)
-			sys.Root.Send(self, &sockDecoded{sockOwned: sockOwned{s}, gen: gen, msgs: msgs, err: err})
-		}
+		decode = codec
 	}
+	in := newSockInbox(s, gen, decode)
 	s.link.pump = ws.NewPump(conn, ws.PumpConfig{
-		OnFrame:      onFrame,
-		OnReadError:  func(err error) { sys.Root.Send(self, &sockLost{sockOwned: sockOwned{s}, gen: gen, err: err}) },
+		OnFrame:      in.frame,
+		OnReadError:  in.readError,
 		WriteTimeout: s.cfg.WriteTimeout,
 		QueueSize:    s.cfg.WriteQueue,
 	})
@@ -178,7 +175,7 @@ func (s *socketConn) sendInit() {
 
 // sendFailed handles a write the live connection refused. A closed pump
 // means its reader has already seen why the connection ended (the
-// server's close frame, say 4003) and reports it (sockLost): wait for
+// server's close frame, say 4003) and reports it (sockInbound.lost): wait for
 // that rather than guess. Any other failure loses the connection now.
 func (s *socketConn) sendFailed(err error) {
 	if errors.Is(err, ws.ErrPumpClosed) && s.link.pump != nil {
