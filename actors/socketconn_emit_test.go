@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,12 +16,19 @@ import (
 	"github.com/apppigeon/pigeon/transport/wire"
 )
 
-// swallowFirstEmit makes the fake server ignore the first emit frame it
-// reads (no ack), as if the connection lost it.
+// swallowFirstEmit makes the fake server ignore the emits of the first
+// connection (no ack), as if the connection lost them. It goes by the
+// connection, not by which emit the server handles first: the test reads
+// a frame before the server's handler has run, so the resend on the next
+// connection can reach the handler before the first emit does.
 func swallowFirstEmit(e *sockEnv) {
-	var swallowed atomic.Bool
-	e.srv.setHandle(func(_ *fakeConn, f fakeFrame) bool {
-		return f.Type == "emit" && swallowed.CompareAndSwap(false, true)
+	e.srv.setHandle(func(c *fakeConn, f fakeFrame) bool {
+		if f.Type != "emit" {
+			return false
+		}
+		c.s.mu.Lock()
+		defer c.s.mu.Unlock()
+		return len(c.s.all) > 0 && c.s.all[0] == c
 	})
 }
 
