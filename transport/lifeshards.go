@@ -32,16 +32,19 @@ func lifeShard(life context.Context) context.Context {
 	v, ok := shardsByLife.Load(life)
 	if !ok {
 		s := &lifeShards{}
-		var cancels [lifeShardCount]context.CancelFunc
+		var cancels [lifeShardCount]context.CancelCauseFunc
 		// The shards carry their lifetime under shardKey, so a request
 		// context made from one (Transport.Bind) is known to end with it.
 		marked := context.WithValue(life, shardKey{}, life)
 		for i := range s.ctx {
-			s.ctx[i], cancels[i] = context.WithCancel(marked)
+			s.ctx[i], cancels[i] = context.WithCancelCause(marked)
 		}
+		// release ends the shards with the lifetime's cause: it can run
+		// (in the AfterFunc below) before the lifetime's own cancellation
+		// has reached every shard, and must not end one with another.
 		release := func() {
 			for _, c := range cancels {
-				c()
+				c(context.Cause(life))
 			}
 		}
 		if v, ok = shardsByLife.LoadOrStore(life, s); ok {
