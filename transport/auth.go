@@ -124,24 +124,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, closed
 	}
-	if life := t.onlyLife(); life != nil && boundTo(req.Context(), life) {
-		// Bind made the request's context from the lifetime: it ends
-		// when the lifetime does, with nothing to set up or release.
-		resp, err := t.roundTrip(req.Context(), req)
-		if err != nil && ended() {
-			return nil, fmt.Errorf("%w (%v)", closed, err)
-		}
-		return resp, err
-	}
-	if life := t.onlyLife(); life != nil && req.Context().Done() == nil {
-		// The caller's context never ends, so the request ends exactly
-		// when the one lifetime does: no cancellation of its own to set
-		// up and release.
-		ctx := lifeShard(life) // the caller's is Background: nothing of it to keep
-		if req.Context() != context.Background() {
-			ctx = lifeContext{Context: req.Context(), life: ctx}
-		}
-		resp, err := t.roundTrip(ctx, req)
+	if life := t.onlyLife(); life != nil && (req.Context().Done() == nil || boundTo(req.Context(), life)) {
+		// The request ends exactly when the one lifetime does: its
+		// context never ends (Bind gives it the lifetime's end) or was
+		// made by Bind. No cancellation of its own to set up and release.
+		resp, err := t.roundTrip(t.Bind(req.Context()), req)
 		if err != nil && ended() {
 			return nil, fmt.Errorf("%w (%v)", closed, err)
 		}
@@ -236,11 +223,7 @@ func (t *Transport) Bind(ctx context.Context) context.Context {
 	if life == nil || ctx.Done() != nil {
 		return ctx
 	}
-	shard := lifeShard(life)
-	if ctx == context.Background() {
-		return shard
-	}
-	return lifeContext{Context: ctx, life: shard}
+	return endingWith(ctx, lifeShard(life))
 }
 
 // BindOnce is Bind for a lifetime that serves few requests (an account
@@ -254,10 +237,16 @@ func (t *Transport) BindOnce(ctx context.Context) context.Context {
 	if life == nil || ctx.Done() != nil {
 		return ctx
 	}
+	return endingWith(ctx, life)
+}
+
+// endingWith is ctx, which never ends, with end's end: end itself when
+// ctx holds nothing (Background), else ctx's values over end.
+func endingWith(ctx, end context.Context) context.Context {
 	if ctx == context.Background() {
-		return life
+		return end
 	}
-	return lifeContext{Context: ctx, life: life}
+	return lifeContext{Context: ctx, life: end}
 }
 
 // ownedMark is the placeholder Owned puts in a request's Authorization
@@ -283,21 +272,25 @@ func Owned(req *http.Request) {
 	req.Header["Authorization"] = ownedMark
 }
 
-// owned reports whether h holds Owned's placeholder itself (not a copy).
-func owned(h http.Header) bool {
+// placeholder reports whether h's Authorization is Owned's placeholder
+// (mine) and whether it is the placeholder itself (owned) rather than a
+// copy (http.Client copies a request's header for a redirect).
+func placeholder(h http.Header) (mine, owned bool) {
 	v := h["Authorization"]
-	return len(v) == 1 && &v[0] == &ownedMark[0]
+	if len(v) != 1 || v[0] != ownedMark[0] {
+		return false, false
+	}
+	return true, &v[0] == &ownedMark[0]
 }
 
-// placeholder reports whether h holds Owned's placeholder or a copy of
-// it (http.Client copies a request's header for a redirect).
-func placeholder(h http.Header) bool {
-	v := h["Authorization"]
-	return len(v) == 1 && v[0] == ownedMark[0]
+// owned reports whether h holds Owned's placeholder itself.
+func owned(h http.Header) bool {
+	_, o := placeholder(h)
+	return o
 }
 
 func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	mine := placeholder(req.Header)
+	mine, own := placeholder(req.Header)
 	if !mine && req.Header.Get("Authorization") != "" {
 		out := req.WithContext(ctx)
 		t.setDefaults(out, false)
@@ -326,9 +319,9 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	}
 	var out *http.Request
 	switch {
-	case owned(req.Header) && ctx == req.Context():
+	case own && ctx == req.Context():
 		out = req // Owned: its header map is this call's
-	case owned(req.Header):
+	case own:
 		out = req.WithContext(ctx) // the same map, still this call's
 	default:
 		out = withHeaderCopy(ctx, req)
