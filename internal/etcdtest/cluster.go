@@ -8,11 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -89,15 +93,54 @@ func start(dir string, n int, exe string) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("etcdtest: need at least one member")
 	}
+	// A port found free can be taken before the member binds it (by another
+	// test's outgoing connection, say); the cluster then starts again on new
+	// ports, in fresh directories.
+	var err error
+	for attempt := range startAttempts {
+		var c *Cluster
+		c, err = startOnce(dir, n, exe)
+		if err == nil || !errors.Is(err, errAddrInUse) {
+			return c, err
+		}
+		for i := range n {
+			if rmErr := os.RemoveAll(filepath.Join(dir, fmt.Sprintf("m%d", i))); rmErr != nil {
+				return nil, fmt.Errorf("etcdtest: after attempt %d: %w (and %v)", attempt+1, err, rmErr)
+			}
+		}
+	}
+	return nil, fmt.Errorf("etcdtest: %d attempts: %w", startAttempts, err)
+}
+
+// startAttempts bounds how often start tries new ports.
+const startAttempts = 5
+
+// errAddrInUse marks a member that could not bind a port it was given.
+var errAddrInUse = errors.New("etcdtest: address already in use")
+
+// bindError wraps err with errAddrInUse when a listen failed because the
+// port was taken.
+func bindError(err error) error {
+	if errors.Is(err, errAddrInUse) {
+		return err
+	}
+	if errors.Is(err, syscall.EADDRINUSE) || (err != nil && strings.Contains(err.Error(), "address already in use")) {
+		return fmt.Errorf("%w: %w", errAddrInUse, err)
+	}
+	return err
+}
+
+func startOnce(dir string, n int, exe string) (*Cluster, error) {
 	c := &Cluster{dir: dir}
 	mcs := make([]memberConfig, n)
 	var initial []string
+	taken := map[string]bool{}
 	for i := range n {
-		p, err := freeURL()
+		p, err := pickURL(taken)
 		if err != nil {
 			return nil, err
 		}
-		cl, err := freeURL()
+		cl, err := pickURL(taken)
 		if err != nil {
 			return nil, err
 		}
@@ -115,6 +158,7 @@ func start(dir string, n int, exe string) (*Cluster, error) {
 			var cfg *embed.Config
 			if cfg, err = mcs[i].embed(); err == nil {
 				m.e, err = embed.StartEtcd(cfg)
+				err = bindError(err)
 			}
 		}
 		if err != nil {
@@ -137,7 +181,7 @@ func start(dir string, n int, exe string) (*Cluster, error) {
 		case <-ready:
 		case err := <-failed:
 			c.Close()
-			return nil, fmt.Errorf("etcdtest: %s: %v", m.name, err)
+			return nil, fmt.Errorf("etcdtest: %s: %w", m.name, bindError(err))
 		case <-timeout.C:
 			c.Close()
 			return nil, errors.New("etcdtest: cluster not ready after a minute")
@@ -146,17 +190,59 @@ func start(dir string, n int, exe string) (*Cluster, error) {
 	return c, nil
 }
 
-// freeURL returns an http URL on 127.0.0.1 with a port that was free.
-func freeURL() (url.URL, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freeURL returns an http URL on 127.0.0.1 with a port that was free and
+// is not in taken (which it joins). It prefers ports below the kernel's
+// ephemeral range, which outgoing connections never take; where that range
+// cannot be read, the kernel picks.
+func freeURL(taken map[string]bool) (url.URL, error) {
+	lo := ephemeralLow()
+	for range 64 {
+		addr := "127.0.0.1:0"
+		if lo > minPort {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(minPort+rand.IntN(lo-minPort)))
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				continue
+			}
+			return url.URL{}, err
+		}
+		got := ln.Addr().String()
+		if err := ln.Close(); err != nil {
+			return url.URL{}, err
+		}
+		if taken[got] {
+			continue
+		}
+		taken[got] = true
+		return url.URL{Scheme: "http", Host: got}, nil
+	}
+	return url.URL{}, errors.New("etcdtest: no free port after 64 tries")
+}
+
+// pickURL is freeURL; a test replaces it to hand out a taken port.
+var pickURL = freeURL
+
+// minPort is the lowest port freeURL picks itself.
+const minPort = 10000
+
+// ephemeralLow returns the first port of the kernel's ephemeral range, or
+// 0 when it cannot be read.
+func ephemeralLow() int {
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return url.URL{}, err
+		return 0
 	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		return url.URL{}, err
+	f := strings.Fields(string(raw))
+	if len(f) < 1 {
+		return 0
 	}
-	return url.URL{Scheme: "http", Host: addr}, nil
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return lo
 }
 
 // Endpoints returns the client URLs of every member, stopped or not.

@@ -46,6 +46,9 @@ func MemberMain() int {
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "etcdtest member:", err)
+		if errors.Is(bindError(err), errAddrInUse) {
+			return exitAddrInUse
+		}
 		return 2
 	}
 	defer func() {
@@ -62,6 +65,9 @@ func MemberMain() int {
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
 }
+
+// exitAddrInUse is a member's exit code when a port it was given was taken.
+const exitAddrInUse = 3
 
 // process is a child-process member.
 type process struct {
@@ -101,8 +107,12 @@ func startProcess(exe string, mc memberConfig) (*process, error) {
 			}
 		}
 		err := cmd.Wait()
-		if err == nil {
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
 			err = errors.New("exited")
+		case errors.As(err, &exit) && exit.ExitCode() == exitAddrInUse:
+			err = fmt.Errorf("%w: %w", errAddrInUse, err)
 		}
 		p.exited <- err
 		close(p.exited)
