@@ -151,6 +151,9 @@ type flight struct {
 	gen     uint64
 	fromVer uint64
 	waiters []*actor.PID
+	// sig is the flight as the view publishes it (nil while ahead):
+	// requests waiting on it there count as waiters too.
+	sig *flightSignal
 	// ahead marks a background refresh of a still-valid token: requests
 	// keep using it (the flight is not published as refreshing) until they
 	// are inside the hard window or a 401 shows the token is refused.
@@ -221,7 +224,8 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 		r.backoffs = map[string]*backoffState{}
 		r.events = map[uint64]chan messages.RefreshEvent{}
 		r.watches = nil
-		r.cfg.view.clearFlights()
+		r.cfg.view.watched.Store(0)
+		r.cfg.view.finishFlights(fmt.Errorf("pigeon/actors: refresh coordinator restarted: %w", messages.ErrRefreshUnavailable))
 		if r.cfg.store != nil {
 			c.Request(r.cfg.store, &messages.SubscribeAuth{PID: c.Self(), Tokens: true})
 		}
@@ -258,12 +262,18 @@ func (r *refreshCoordinator) Receive(c actor.Context) {
 		}
 	case *messages.AwaitFlight:
 		r.watches = append(r.watches, flightWatch{uid: m.UID, n: m.Waiters, sender: c.Sender()})
+		// Published before the waiters are counted: a request that
+		// starts waiting on the view after the count sees it and tells us.
+		r.cfg.view.watched.Add(1)
+		r.checkWatches(c)
+	case *flightJoined:
 		r.checkWatches(c)
 	case *messages.AwaitNoFlight:
 		r.watches = append(r.watches, flightWatch{uid: m.UID, idle: true, sender: c.Sender()})
 		r.checkWatches(c)
 	case *messages.GetRefreshStats:
 		s := r.stats
+		s.Replays += r.cfg.view.replays.Load()
 		c.Respond(&s)
 	default:
 		if c.Sender() != nil {
@@ -283,7 +293,7 @@ func (r *refreshCoordinator) release(c actor.Context, why error) {
 		}
 		delete(r.flights, uid)
 	}
-	r.cfg.view.clearFlights()
+	r.cfg.view.finishFlights(why)
 	for id, ch := range r.events {
 		close(ch)
 		delete(r.events, id)
@@ -292,6 +302,7 @@ func (r *refreshCoordinator) release(c actor.Context, why error) {
 		sendTo(c, w.sender, fail(why))
 	}
 	r.watches = nil
+	r.cfg.view.watched.Store(0)
 	if r.subID != 0 && r.cfg.store != nil {
 		c.Send(r.cfg.store, &messages.UnsubscribeAuth{ID: r.subID})
 	}
@@ -378,7 +389,7 @@ func (r *refreshCoordinator) unauthorized(c actor.Context, sender *actor.PID, ui
 		r.join(c, f, sender)
 		if f.ahead {
 			f.ahead = false
-			r.cfg.view.setFlight(uid, f.gen)
+			f.sig = r.cfg.view.setFlight(uid, f.gen, f.fromVer)
 		}
 		return
 	}
@@ -425,6 +436,16 @@ func (r *refreshCoordinator) force(c actor.Context, uid string) {
 
 // join adds a waiter to f and answers the AwaitFlight requests it
 // satisfies.
+// waitersNow counts f's waiters: those that asked the coordinator and
+// those waiting on the view's signal.
+func (f *flight) waitersNow() int {
+	n := len(f.waiters)
+	if f.sig != nil {
+		n += int(f.sig.waiters.Load())
+	}
+	return n
+}
+
 func (r *refreshCoordinator) join(c actor.Context, f *flight, w *actor.PID) {
 	f.waiters = append(f.waiters, w)
 	r.checkWatches(c)
@@ -436,8 +457,8 @@ func (r *refreshCoordinator) checkWatches(c actor.Context) {
 		switch {
 		case w.idle && f == nil:
 			return &messages.FlightInfo{UID: w.uid}
-		case !w.idle && f != nil && len(f.waiters) >= w.n:
-			return &messages.FlightInfo{UID: w.uid, Waiters: len(f.waiters)}
+		case !w.idle && f != nil && f.waitersNow() >= w.n:
+			return &messages.FlightInfo{UID: w.uid, Waiters: f.waitersNow()}
 		}
 		return nil
 	})
@@ -455,6 +476,13 @@ func (r *refreshCoordinator) answerWatches(c actor.Context, answer func(flightWa
 		kept = append(kept, w)
 	}
 	r.watches = kept
+	n := 0
+	for _, w := range kept {
+		if !w.idle {
+			n++
+		}
+	}
+	r.cfg.view.watched.Store(int64(n))
 }
 
 func (r *refreshCoordinator) subscribeEvents(c actor.Context, n int) {
@@ -492,7 +520,7 @@ func (r *refreshCoordinator) start(c actor.Context, uid string, gen, ver uint64,
 	f := &flight{id: r.nextID, uid: uid, gen: gen, fromVer: ver, ahead: ahead}
 	r.flights[uid] = f
 	if !ahead {
-		r.cfg.view.setFlight(uid, gen)
+		f.sig = r.cfg.view.setFlight(uid, gen, ver)
 	}
 	self, root := c.Self(), c.ActorSystem().Root
 	sys := c.ActorSystem()
@@ -514,7 +542,6 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 		return
 	}
 	delete(r.flights, f.uid)
-	r.cfg.view.clearFlight(f.uid)
 	r.endWatches(c, f)
 	// AwaitNoFlight is answered last, after the outcome is published.
 	defer r.checkWatches(c)
@@ -560,6 +587,9 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 		}
 		reply = fail(d.err)
 	}
+	if f.sig != nil {
+		r.cfg.view.finishFlight(f.uid, reply)
+	}
 	for _, w := range f.waiters {
 		sendTo(c, w, reply)
 	}
@@ -570,7 +600,7 @@ func (r *refreshCoordinator) done(c actor.Context, d *refreshDone) {
 func (r *refreshCoordinator) endWatches(c actor.Context, f *flight) {
 	r.answerWatches(c, func(w flightWatch) any {
 		if w.uid == f.uid && !w.idle {
-			return fail(fmt.Errorf("pigeon/actors: the refresh flight of %q ended with %d waiters", f.uid, len(f.waiters)))
+			return fail(fmt.Errorf("pigeon/actors: the refresh flight of %q ended with %d waiters", f.uid, f.waitersNow()))
 		}
 		return nil
 	})

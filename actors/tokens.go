@@ -22,11 +22,29 @@ type TokenView struct {
 	current atomic.Pointer[messages.TokenSnapshot]
 	// accounts: uid -> *viewEntry, one per stored account.
 	accounts sync.Map
-	// flights: uid -> generation of a refresh requests wait for;
+	// flights: uid -> *flightSignal of a refresh requests wait for;
 	// inFlight counts them, so the common case (none) costs one load.
 	flights  sync.Map
 	inFlight atomic.Int64
 	hinted   atomic.Uint64 // RefreshAhead hint for a view without accounts
+	// watched counts the coordinator's AwaitFlight requests not answered
+	// yet: while there are any, a request that waits on a flight here
+	// tells the coordinator (so the watch counts it).
+	watched atomic.Int64
+	// replays counts refused requests given a newer token here, without
+	// asking the coordinator (RefreshStats.Replays adds them).
+	replays atomic.Uint64
+}
+
+// flightSignal is one published refresh flight: requests of its session
+// wait on done instead of asking the coordinator, and read the flight's
+// reply (a *messages.TokenGrant or a *messages.Failure, the same the
+// coordinator sends its own waiters) once done is closed.
+type flightSignal struct {
+	gen, fromVer uint64
+	done         chan struct{}
+	reply        any // written once, before done closes
+	waiters      atomic.Int64
 }
 
 // viewEntry is one account's published state.
@@ -85,33 +103,75 @@ func (v *TokenView) clear() {
 // Refreshing reports whether requests of uid's session gen must wait for
 // a refresh in flight.
 func (v *TokenView) Refreshing(uid string, gen uint64) bool {
-	if v.inFlight.Load() == 0 {
-		return false
-	}
-	g, ok := v.flights.Load(uid)
-	return ok && g.(uint64) == gen
+	return v.flight(uid, gen) != nil
 }
 
-// setFlight marks uid's session gen as refreshing (the coordinator only).
-func (v *TokenView) setFlight(uid string, gen uint64) {
-	if _, loaded := v.flights.Swap(uid, gen); !loaded {
+// flight returns the published flight of uid's session gen, or nil.
+func (v *TokenView) flight(uid string, gen uint64) *flightSignal {
+	if v.inFlight.Load() == 0 {
+		return nil
+	}
+	f, ok := v.flights.Load(uid)
+	if !ok {
+		return nil
+	}
+	if sig := f.(*flightSignal); sig.gen == gen {
+		return sig
+	}
+	return nil
+}
+
+// setFlight publishes uid's flight of session gen from token version
+// fromVer and returns its signal (the coordinator only, with no flight of
+// uid published).
+func (v *TokenView) setFlight(uid string, gen, fromVer uint64) *flightSignal {
+	sig := &flightSignal{gen: gen, fromVer: fromVer, done: make(chan struct{})}
+	if old, loaded := v.flights.Swap(uid, sig); loaded {
+		old.(*flightSignal).finish(fail(fmt.Errorf("pigeon/actors: refresh flight of %q replaced: %w", uid, messages.ErrRefreshUnavailable)))
+	} else {
 		v.inFlight.Add(1)
 	}
+	return sig
 }
 
-// clearFlight unmarks uid (the coordinator only).
-func (v *TokenView) clearFlight(uid string) {
-	if _, loaded := v.flights.LoadAndDelete(uid); loaded {
+// finishFlight unpublishes uid's flight and answers its waiters with reply
+// (the coordinator only).
+func (v *TokenView) finishFlight(uid string, reply any) {
+	if f, loaded := v.flights.LoadAndDelete(uid); loaded {
 		v.inFlight.Add(-1)
+		f.(*flightSignal).finish(reply)
 	}
 }
 
-// clearFlights unmarks every account (the coordinator only).
-func (v *TokenView) clearFlights() {
+// finishFlights unpublishes every flight, answering its waiters with a
+// failure of why (the coordinator only).
+func (v *TokenView) finishFlights(why error) {
 	v.flights.Range(func(k, _ any) bool {
-		v.clearFlight(k.(string))
+		v.finishFlight(k.(string), fail(why))
 		return true
 	})
+}
+
+func (s *flightSignal) finish(reply any) {
+	s.reply = reply
+	close(s.done)
+}
+
+// newer returns the token the view holds for s's session when it is newer
+// than s and no refresh of that session is published, else nil: the
+// answer the coordinator gives a refused request in that case (row 2 of
+// refresh.md), without the round trip.
+func (v *TokenView) newer(s *messages.TokenSnapshot) *messages.TokenSnapshot {
+	var n *messages.TokenSnapshot
+	if e := v.entry(s.UID); e != nil {
+		n = e.snap.Load()
+	} else if c := v.current.Load(); c != nil && c.UID == s.UID {
+		n = c
+	}
+	if n == nil || n.Generation != s.Generation || n.Version <= s.Version || v.flight(s.UID, s.Generation) != nil {
+		return nil
+	}
+	return n
 }
 
 // Default refresh windows (TokenClient.Ahead/Hard and WithRefreshWindows
@@ -198,8 +258,8 @@ func (t *TokenClient) Token(ctx context.Context) (*messages.TokenSnapshot, error
 		}
 		s = e.snap.Load()
 	}
-	if t.View.Refreshing(s.UID, s.Generation) {
-		return t.acquire(ctx, uid)
+	if sig := t.View.flight(s.UID, s.Generation); sig != nil {
+		return t.await(ctx, s.UID, sig)
 	}
 	if !s.ExpiresAt.IsZero() {
 		ahead, hard := windowsFor(s, t.Ahead, t.Hard)
@@ -243,8 +303,17 @@ func (t *TokenClient) acquire(ctx context.Context, uid string) (*messages.TokenS
 
 // Unauthorized reports that a request sent with s was refused and returns
 // the token to replay it with, or why there is none (ErrSessionExpired,
-// ErrRefreshUnavailable, ErrLoggedOut, ErrClosed, or ctx.Err()).
+// ErrRefreshUnavailable, ErrLoggedOut, ErrClosed, or ctx.Err()). It asks
+// the coordinator only when neither a published refresh of s's session
+// nor a newer token answers.
 func (t *TokenClient) Unauthorized(ctx context.Context, s *messages.TokenSnapshot) (*messages.TokenSnapshot, error) {
+	if sig := t.View.flight(s.UID, s.Generation); sig != nil && s.Version <= sig.fromVer {
+		return t.await(ctx, s.UID, sig)
+	}
+	if n := t.View.newer(s); n != nil {
+		t.View.replays.Add(1)
+		return n, nil
+	}
 	g, err := AskAs[*messages.TokenGrant](ctx, t.System, t.Coordinator,
 		&messages.ReportUnauthorized{UID: s.UID, Generation: s.Generation, Version: s.Version})
 	if err != nil {
@@ -252,3 +321,33 @@ func (t *TokenClient) Unauthorized(ctx context.Context, s *messages.TokenSnapsho
 	}
 	return &g.Snapshot, nil
 }
+
+// await waits for the published flight sig of uid to end, or for ctx, and
+// returns the flight's reply as the coordinator would have.
+func (t *TokenClient) await(ctx context.Context, uid string, sig *flightSignal) (*messages.TokenSnapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sig.waiters.Add(1)
+	if t.View.watched.Load() > 0 {
+		t.System.Root.Send(t.Coordinator, &flightJoined{uid: uid})
+	}
+	select {
+	case <-ctx.Done():
+		sig.waiters.Add(-1)
+		return nil, ctx.Err()
+	case <-sig.done:
+	}
+	switch r := sig.reply.(type) {
+	case *messages.TokenGrant:
+		return &r.Snapshot, nil
+	case error:
+		return nil, r
+	default:
+		return nil, fmt.Errorf("pigeon/actors: refresh flight of %q answered %T", uid, r)
+	}
+}
+
+// flightJoined tells the coordinator that a request waits on uid's
+// published flight (sent only while an AwaitFlight is pending).
+type flightJoined struct{ uid string }
