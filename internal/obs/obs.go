@@ -109,9 +109,11 @@ type Obs struct {
 }
 
 // New returns the instruments of tp and mp (either may be nil: no-op), or
-// nil when both are nil.
+// nil when neither records anything: both nil, or OpenTelemetry's no-op
+// providers (whose spans and instruments would record nothing and still
+// cost a context and a few allocations per request).
 func New(tp trace.TracerProvider, mp metric.MeterProvider) *Obs {
-	if tp == nil && mp == nil {
+	if noopTracer(tp) && noopMeter(mp) {
 		return nil
 	}
 	if tp == nil {
@@ -142,6 +144,24 @@ func New(tp trace.TracerProvider, mp metric.MeterProvider) *Obs {
 	o.waitToken = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(AttrWaitKind.String(waitKindToken)))}
 	o.waitRefused = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(AttrWaitKind.String(waitKindUnauthorized)))}
 	return o
+}
+
+// noopTracer reports whether tp is nil or OpenTelemetry's no-op provider.
+func noopTracer(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case nil, tracenoop.TracerProvider, *tracenoop.TracerProvider:
+		return true
+	}
+	return false
+}
+
+// noopMeter reports whether mp is nil or OpenTelemetry's no-op provider.
+func noopMeter(mp metric.MeterProvider) bool {
+	switch mp.(type) {
+	case nil, metricnoop.MeterProvider, *metricnoop.MeterProvider:
+		return true
+	}
+	return false
 }
 
 type requestKey struct{}

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"testing"
 
+	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -47,6 +49,34 @@ func TestNilIsNoOp(t *testing.T) {
 // the request layer starts no span (the caller's span, from another
 // provider, is what the layers below see), and the request still carries
 // its telemetry for the meter's counters.
+// OpenTelemetry's no-op providers record nothing, so a client given them
+// (or none) has no telemetry layer at all; one recording provider is
+// enough for one.
+func TestNoopProvidersAddNoLayer(t *testing.T) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	defer func() { _ = mp.Shutdown(context.Background()) }()
+	tp := sdktrace.NewTracerProvider()
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	tnoop, mnoop := tracenoop.NewTracerProvider(), metricnoop.NewMeterProvider()
+	for _, tc := range []struct {
+		name  string
+		tp    trace.TracerProvider
+		mp    metric.MeterProvider
+		layer bool
+	}{
+		{"none", nil, nil, false},
+		{"no-op both", tnoop, mnoop, false},
+		{"no-op tracer only", tnoop, nil, false},
+		{"no-op both, as pointers", &tnoop, &mnoop, false},
+		{"recording meter", tnoop, mp, true},
+		{"recording tracer", tp, mnoop, true},
+	} {
+		if got := New(tc.tp, tc.mp) != nil; got != tc.layer {
+			t.Errorf("%s: layer %v, want %v", tc.name, got, tc.layer)
+		}
+	}
+}
+
 func TestNoopTracerStartsNoSpan(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -63,7 +93,9 @@ func TestNoopTracerStartsNoSpan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var same, carried bool
-			tr := &Transport{Obs: New(tc.tp, metricnoop.NewMeterProvider()), Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			defer func() { _ = mp.Shutdown(context.Background()) }()
+			tr := &Transport{Obs: New(tc.tp, mp), Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				same = trace.SpanFromContext(r.Context()) == caller
 				carried = FromContext(r.Context()) != nil
 				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
