@@ -177,3 +177,22 @@ func benchTokenVisible(b *testing.B, c *etcdtest.Cluster) {
 	}
 	reportQuantiles(b, lat)
 }
+
+// BenchmarkFleetHTTPGetInterleaved is BenchmarkFleetHTTPGet with the raw
+// baseline, the plain facade and the facade in fleet mode (one etcd
+// member) taking turns, chunk by chunk, as in BenchmarkHTTPGetInterleaved.
+// thr-x-Get+WithEtcd is fleet mode's ≥ 0.97 goal.
+func BenchmarkFleetHTTPGetInterleaved(b *testing.B) {
+	srv, tok := getServer(b)
+	cli := etcdClient(b, startEtcd(b, 1))
+	plain := plainVariant(b, srv.URL, func(int) string { return tok.AccessToken })
+	facade := func(name string, opts ...pigeon.Option) *ilVariant {
+		p, closeP := ilFacade(b, srv.URL, []backend.Tokens{tok}, opts...)
+		return &ilVariant{name: name, close: closeP, get: func(ctx context.Context, _ int) error {
+			_, err := p.Get(ctx, "/echo")
+			return err
+		}}
+	}
+	interleave(b, plain, facade("Get"),
+		facade("Get+WithEtcd", pigeon.WithEtcd(cli, "/bench-http-interleaved"), pigeon.WithEncryptionKey(fleetKey)))
+}

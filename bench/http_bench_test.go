@@ -340,43 +340,74 @@ func getStorm(ctx context.Context, clients []pigeon.AppPigeon, perClient, reqs i
 // baseline CPU, lower is better). Run it with -benchtime 20x or more.
 func BenchmarkHTTPGetInterleaved(b *testing.B) {
 	srv, tok := getServer(b)
-	type variant struct {
-		name      string
-		get       func(ctx context.Context) error
-		wall, cpu time.Duration
-		close     func()
-	}
-	plain := func() *variant {
-		tr := tunedTransport()
-		c := &http.Client{Transport: tr}
-		return &variant{name: "baseline", close: tr.CloseIdleConnections, get: func(ctx context.Context) error {
-			if !rawGet(b, c, srv.URL+"/echo", tok.AccessToken) {
-				return errRawGet
-			}
-			return nil
-		}}
-	}
-	facade := func(name string, opts ...pigeon.Option) *variant {
-		tr := tunedTransport()
-		p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, append([]pigeon.Option{pigeon.WithInMemoryStore(),
-			pigeon.WithBaseURL(srv.URL), pigeon.WithHTTPClient(&http.Client{Transport: tr})}, opts...)...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := p.SaveNewAuth(context.Background(), pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
-			b.Fatal(err)
-		}
-		return &variant{name: name, close: func() { _ = p.Close(); tr.CloseIdleConnections() }, get: func(ctx context.Context) error {
+	facade := func(name string, opts ...pigeon.Option) *ilVariant {
+		p, closeP := ilFacade(b, srv.URL, []backend.Tokens{tok}, opts...)
+		return &ilVariant{name: name, close: closeP, get: func(ctx context.Context, _ int) error {
 			_, err := p.Get(ctx, "/echo")
 			return err
 		}}
 	}
-	vs := []*variant{
-		plain(),
+	interleave(b,
+		plainVariant(b, srv.URL, func(int) string { return tok.AccessToken }),
 		facade("Get"),
 		facade("Get+WithRetry", pigeon.WithRetry(pigeon.RetryPolicy{MaxAttempts: 3})),
 		facade("Get+noopOTel", pigeon.WithTracerProvider(tracenoop.NewTracerProvider()), pigeon.WithMeterProvider(metricnoop.NewMeterProvider())),
+	)
+}
+
+// ilVariant is one way of sending GET /echo in an interleaved benchmark:
+// get sends one request for caller w (0..httpCallers-1).
+type ilVariant struct {
+	name      string
+	get       func(ctx context.Context, w int) error
+	wall, cpu time.Duration
+	close     func()
+}
+
+// plainVariant is the raw baseline: plain net/http with its own tuned
+// transport, caller w sending the bearer token(w).
+func plainVariant(b *testing.B, base string, token func(w int) string) *ilVariant {
+	tr := tunedTransport()
+	c := &http.Client{Transport: tr}
+	return &ilVariant{name: "baseline", close: tr.CloseIdleConnections, get: func(_ context.Context, w int) error {
+		if !rawGet(b, c, base+"/echo", token(w)) {
+			return errRawGet
+		}
+		return nil
+	}}
+}
+
+// ilFacade is an AuthorizedPigeon on base with toks saved (the first one
+// current) and its own tuned transport; the func closes both.
+func ilFacade(b *testing.B, base string, toks []backend.Tokens, opts ...pigeon.Option) (*pigeon.AuthorizedPigeon, func()) {
+	b.Helper()
+	tr := tunedTransport()
+	p, err := pigeon.NewAuthorized(pigeon.JSONRefresher{}, append([]pigeon.Option{pigeon.WithInMemoryStore(),
+		pigeon.WithBaseURL(base), pigeon.WithHTTPClient(&http.Client{Transport: tr})}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
 	}
+	for i, tok := range toks {
+		save := p.SaveAuth
+		if i == 0 {
+			save = p.SaveNewAuth
+		}
+		if err := save(context.Background(), pigeon.SaveAuthParams{UID: tok.UID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, ExpiresAt: tok.ExpiresAt}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return p, func() { _ = p.Close(); tr.CloseIdleConnections() }
+}
+
+// interleave runs the variants (the first is the baseline) in turns: each
+// iteration sends a chunk of interleavedChunk requests through every
+// variant, the first one rotating, and reports per variant wall and
+// process CPU per request and, against the baseline, thr-x-<variant>
+// (baseline time / variant time: higher is better, 1 is parity) and
+// cpu-x-<variant> (variant CPU / baseline CPU: lower is better). It closes
+// every variant.
+func interleave(b *testing.B, vs ...*ilVariant) {
+	b.Helper()
 	defer func() {
 		for _, v := range vs {
 			v.close()
@@ -417,21 +448,21 @@ const interleavedChunk = 2000
 
 var errRawGet = errors.New("raw GET failed")
 
-// callers sends n requests with get from httpCallers goroutines and
-// returns the first error.
-func callers(ctx context.Context, n int, get func(context.Context) error) error {
+// callers sends n requests with get from httpCallers goroutines (get
+// learns which: 0..httpCallers-1) and returns the first error.
+func callers(ctx context.Context, n int, get func(ctx context.Context, w int) error) error {
 	var (
 		left  atomic.Int64
 		wg    sync.WaitGroup
 		first atomic.Pointer[error]
 	)
 	left.Store(int64(n))
-	for range httpCallers {
+	for w := range httpCallers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for left.Add(-1) >= 0 {
-				if err := get(ctx); err != nil {
+				if err := get(ctx, w); err != nil {
 					first.CompareAndSwap(nil, &err)
 					return
 				}
