@@ -68,6 +68,38 @@ func BenchmarkHTTPClientOverhead(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPClientOverheadAccounts is BenchmarkHTTPClientOverhead's
+// client path in gateway mode: the same GET sent as an Account (As, kept
+// across requests) and through the client with the account named in the
+// context (ContextWithAccount), against the current account's plain Get.
+func BenchmarkHTTPClientOverheadAccounts(b *testing.B) {
+	p := newOverheadClient(b, nil)
+	defer p.Close()
+	a, err := p.As("u1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	byCtx := pigeon.ContextWithAccount(context.Background(), "u1")
+	for _, v := range []struct {
+		name string
+		get  func() error
+	}{
+		{"pigeon=current.Get", func() error { _, err := p.Get(context.Background(), "/echo"); return err }},
+		{"pigeon=As.Get", func() error { _, err := a.Get(context.Background(), "/echo"); return err }},
+		{"pigeon=ContextWithAccount.Get", func() error { _, err := p.Get(byCtx, "/echo"); return err }},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			for range b.N {
+				if err := v.get(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // newOverheadClient is a facade client over canned, built with opts, its
 // account signed in with overheadToken for an hour.
 func newOverheadClient(b *testing.B, opts []pigeon.Option) *pigeon.AuthorizedPigeon {

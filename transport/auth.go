@@ -350,15 +350,25 @@ func (t *Transport) roundTrip(ctx context.Context, req *http.Request) (*http.Res
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return nil, &ReplayError{Err: messages.ErrBodyNotReplayable, Response: refusal}
 	}
-	replay := req.Clone(ctx)
-	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
-		body, err := req.GetBody()
-		if err != nil {
-			return nil, &ReplayError{Err: fmt.Errorf("%w: GetBody: %w", messages.ErrBodyNotReplayable, err), Response: refusal}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	var replay *http.Request
+	if own && !hasBody {
+		// Owned and bodiless: the request just sent is this call's, its
+		// defaults are set, and the refusal's body is closed (after which
+		// net/http lets a request be sent again), so it goes once more
+		// with the new token instead of a deep copy.
+		replay = out
+	} else {
+		replay = req.Clone(ctx)
+		if req.GetBody != nil && hasBody {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, &ReplayError{Err: fmt.Errorf("%w: GetBody: %w", messages.ErrBodyNotReplayable, err), Response: refusal}
+			}
+			replay.Body = body
 		}
-		replay.Body = body
+		t.setDefaults(replay, true)
 	}
-	t.setDefaults(replay, true)
 	replay.Header["Authorization"] = next.Authorization()
 	observed.Replayed(ctx)
 	return t.base().RoundTrip(replay)

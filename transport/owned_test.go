@@ -74,9 +74,11 @@ func TestOwned_BearerSetInPlaceAndReplayed(t *testing.T) {
 	tr, base := newTestTransport(tok)
 	defer base.CloseIdleConnections()
 	seen := &authSeen{}
+	var sent []*http.Request
 	tr.Base = RoundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		seen.mu.Lock()
 		seen.got = append(seen.got, r.Header.Get("Authorization"))
+		sent = append(sent, r)
 		seen.mu.Unlock()
 		return base.RoundTrip(r)
 	})
@@ -87,9 +89,14 @@ func TestOwned_BearerSetInPlaceAndReplayed(t *testing.T) {
 	if s := seen.seen(); s != "Bearer T1,Bearer T2" {
 		t.Fatalf("below the Transport: %s", s)
 	}
-	// In place: the caller's own map holds the first attempt's bearer.
-	if got := req.Header.Get("Authorization"); got != "Bearer T1" {
+	// In place: the caller's own map holds the bearer it was last sent
+	// with, and the bodiless replay is the request itself, sent again
+	// once the refusal's body was closed, not a copy.
+	if got := req.Header.Get("Authorization"); got != "Bearer T2" {
 		t.Fatalf("owned request's header after the call: %q", got)
+	}
+	if len(sent) != 2 || sent[0] != sent[1] {
+		t.Fatal("the owned bodiless replay was a copy of the request")
 	}
 }
 
